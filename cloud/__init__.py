@@ -1,0 +1,1 @@
+"""The cloud service and the property managers' dashboard."""

@@ -1,0 +1,84 @@
+"""Run Python code inside real MicroPython: the WebAssembly port under Node.
+
+The port (npm `@micropython/micropython-webassembly-pyscript`, pinned in
+package.json) is the same interpreter core that runs on ESP32 and RP2 boards.
+`protocols/` is copied into its filesystem as the package `protocols` exactly
+as it is copied onto a board, and the shared test vectors as `/vectors/...`.
+"""
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).with_name("run.mjs")
+PORT_PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
+
+
+class MicroPythonError(AssertionError):
+    """The script raised inside MicroPython; the message carries its traceback."""
+
+
+def port_missing_reason() -> str | None:
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not PORT_PACKAGE.is_dir():
+        return "the MicroPython WebAssembly port is not installed: run `npm ci` at the project root"
+    return None
+
+
+def package_files(folder: Path, as_name: str) -> dict[str, bytes]:
+    """The .py files of a package folder, keyed by their path on the board."""
+    return {
+        f"/lib/{as_name}/{path.relative_to(folder).as_posix()}": path.read_bytes()
+        for path in sorted(folder.rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+
+
+def vector_files() -> dict[str, bytes]:
+    folder = ROOT / "tests" / "vectors"
+    return {f"/vectors/{p.name}": p.read_bytes() for p in sorted(folder.glob("*.json"))}
+
+
+def run_micropython(
+    script: str,
+    files: dict[str, bytes] | None = None,
+    *,
+    with_protocols: bool = True,
+    timeout: float = 300.0,
+    heap: int | None = None,
+) -> str:
+    """Run `script` in MicroPython and return what it printed.
+
+    Raises MicroPythonError with the traceback when the script raises.
+    """
+    reason = port_missing_reason()
+    if reason:
+        raise RuntimeError(reason)
+    all_files: dict[str, bytes] = {}
+    if with_protocols:
+        all_files.update(package_files(ROOT / "protocols", "protocols"))
+        all_files.update(vector_files())
+    all_files.update(files or {})
+    job = {
+        "script": script,
+        "files": {k: base64.b64encode(v).decode("ascii") for k, v in all_files.items()},
+    }
+    if heap:
+        job["heap"] = heap
+    proc = subprocess.run(
+        ["node", str(RUNNER)],
+        input=json.dumps(job).encode("utf-8"),
+        capture_output=True,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    stdout = proc.stdout.decode("utf-8", "replace")
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise MicroPythonError(f"MicroPython failed (exit {proc.returncode}):\n{stdout}\n{stderr}")
+    return stdout

@@ -1,0 +1,1 @@
+"""The `kapok` command line."""
