@@ -79,6 +79,8 @@ EVENTS = (
     "fw.ok",  # value: the version now running, after its self-test
     "fw.fail",  # value: why the update was abandoned (text)
     "fw.rollback",  # value: the version rolled back to
+    # addition: the node's outbox overflowed while the gateway was away
+    "outbox.dropped",  # value: how many buffered readings were dropped
 )
 
 OPS = (

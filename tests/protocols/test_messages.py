@@ -125,7 +125,7 @@ def test_event_ops_and_result_tables():
         "valve.fault",
         "boot",
     ]
-    additions = ("fw.progress", "fw.ok", "fw.fail", "fw.rollback")
+    additions = ("fw.progress", "fw.ok", "fw.fail", "fw.rollback", "outbox.dropped")
     assert (*design_events, *additions) == messages.EVENTS
     assert messages.OPS == (
         "valve.close",
