@@ -64,6 +64,9 @@ READINGS = {
     "bat": ("V", "v", "battery voltage"),
     "rssi": ("dBW", "v", "radio signal strength"),
     "fw": (None, "vs", "firmware version"),
+    # addition: the gas meter's methane sensor, in percent of the lower
+    # explosive limit (not in the SenML registry; documented by Kapok)
+    "ch4": ("%LEL", "v", "methane concentration"),
 }
 
 # Compact-form profiles: number -> reading names, in value order. Numbers are

@@ -32,10 +32,15 @@ DESIGN_TABLE = {
     "rssi": ("dBW", "v"),
     "fw": (None, "vs"),
 }
+# Kapok's additions to DESIGN's table (documented in docs/protocol.md)
+ADDITIONS = {
+    "ch4": ("%LEL", "v"),
+}
 
 
-def test_table_is_exactly_the_design_table():
-    assert {n: (u, k) for n, (u, k, _) in senml.READINGS.items()} == DESIGN_TABLE
+def test_table_is_exactly_the_design_table_plus_documented_additions():
+    table = {n: (u, k) for n, (u, k, _) in senml.READINGS.items()}
+    assert table == {**DESIGN_TABLE, **ADDITIONS}
     for n, (u, k) in DESIGN_TABLE.items():
         assert senml.unit(n) == u
         assert senml.kind(n) == k
