@@ -2,25 +2,12 @@
 # Plain Python that runs on MicroPython and on CPython: no random module, no
 # pytest. Prints "ok cbor <count>" as its last line when every check passed.
 import hashlib
-import json
 import math
 import struct
 
+from mpcheck import Rng, check, done, load
+
 from protocols import cbor
-
-try:
-    VECTORS_DIR  # set by the CPython test through runpy's init_globals
-except NameError:
-    VECTORS_DIR = "/vectors"
-
-checks = 0
-
-
-def check(cond, msg):
-    global checks
-    checks += 1
-    if not cond:
-        raise AssertionError(msg)
 
 
 def typed(v):
@@ -89,8 +76,7 @@ def raises_value_error(data, **kw):
     return False
 
 
-with open(VECTORS_DIR + "/cbor.json") as f:
-    VECTORS = json.load(f)
+VECTORS = load("cbor")
 
 # 1. Every valid vector decodes to its value; deterministic ones re-encode to
 #    the same bytes and pass the deterministic decoder, the others fail it.
@@ -156,25 +142,6 @@ except cbor.EncodeError:
 
 
 # 4. Round trips of structures from a small deterministic PRNG (xorshift32).
-class Rng:
-    def __init__(self, seed):
-        self.s = seed
-
-    def next(self):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return s
-
-    def below(self, n):
-        return self.next() % n
-
-    def bytes(self, n):
-        return bytes([self.next() & 0xFF for _ in range(n)])
-
-
 INT_EDGES = (0, 1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1, 2**64, 2**200)
 
 
@@ -278,4 +245,4 @@ for i in range(600):
     check(True, "")
 
 print("digest %s" % digest.digest().hex())
-print("ok cbor %d" % checks)
+done("cbor")

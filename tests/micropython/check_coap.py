@@ -2,52 +2,13 @@
 # the shared CoAP vectors, PRNG-driven round trips and fuzz, the
 # retransmission schedule, Block2 slicing and reassembly, deduplication.
 # Last line printed: "ok coap <number of checks>".
-import json
+
+from mpcheck import Rng, check, done, load, unhex
 
 from protocols import coap
 from protocols import coap_numbers as n
 
-try:
-    VECTORS_DIR
-except NameError:
-    VECTORS_DIR = "/vectors"
-
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-
-
-def unhex(s):
-    return bytes(int(s[i : i + 2], 16) for i in range(0, len(s), 2))
-
-
-class Rng:
-    # xorshift32: the same sequence on every interpreter, no `random` needed.
-    def __init__(self, seed):
-        self.s = seed
-
-    def next(self):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return s
-
-    def below(self, k):
-        return self.next() % k
-
-    def bytes(self, k):
-        return bytes(self.below(256) for _ in range(k))
-
-
-with open(VECTORS_DIR + "/coap.json") as f:
-    V = json.load(f)
+V = load("coap")
 
 # -- hand-assembled vectors
 for v in V["valid"]:
@@ -210,4 +171,4 @@ check(coap.response_for(req, KeyError("x")).code == n.INTERNAL_SERVER_ERROR, "5.
 check(coap.empty_ack(req).encode() == unhex("60001234"), "empty ack")
 check(n.code_str(n.CHANGED) == "2.04", "code_str")
 
-print("ok coap %d" % checks)
+done("coap")

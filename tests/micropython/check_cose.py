@@ -2,32 +2,11 @@
 # protocols.senml and protocols.messages against the shared vectors
 # (tests/vectors/cose.json, tests/vectors/messages.json), plus round-trips
 # driven by a small deterministic PRNG. Last line: "ok cose <checks>".
-import json
+
+from mpcheck import Rng, check, done, load
+from mpcheck import unhex as h
 
 from protocols import cbor, cose, ed25519, messages, senml
-
-try:
-    VECTORS_DIR  # set by the CPython test through runpy
-except NameError:
-    VECTORS_DIR = "/vectors"
-
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-
-
-def load(name):
-    with open(VECTORS_DIR + "/" + name + ".json") as f:
-        return json.load(f)
-
-
-def h(s):
-    return bytes.fromhex(s)
 
 
 def j(x):
@@ -58,26 +37,6 @@ def raises_value_error(fn, *args):
     except ValueError:
         return True
     return False
-
-
-class Prng:
-    # xorshift32: the same sequence on every interpreter, no `random` needed
-    def __init__(self, seed):
-        self.s = seed
-
-    def next(self):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return s
-
-    def below(self, n):
-        return self.next() % n
-
-    def bytes(self, n):
-        return bytes([self.next() & 0xFF for _ in range(n)])
 
 
 # ------------------------------------------------------------------ COSE
@@ -132,7 +91,7 @@ for v in cv["kid"]:
 seed = seed_of("ed25519_rfc8032_test1")
 pub = ed25519.public_key(seed)
 check(pub == key_of("ed25519_rfc8032_test1"), "RFC 8032 public key")
-rng = Prng(0x6B61706F)
+rng = Rng(0x6B61706F)
 for i in range(3):
     payload = rng.bytes(rng.below(40))
     kid = ("gm-%d" % i).encode()
@@ -251,4 +210,4 @@ for bad in ("", "GM-1", "gm_1", "a" * 17, "gm 1", "gm-1/", 5, None, b"gm-1"):
     check(not messages.valid_device_id(bad), "invalid device id %r" % (bad,))
     check(raises_value_error(messages.check_device_id, bad), "check_device_id %r" % (bad,))
 
-print("ok cose %d" % checks)
+done("cose")

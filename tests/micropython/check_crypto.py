@@ -3,51 +3,12 @@
 # Plain Python that runs on MicroPython and on CPython: no random module, no
 # pytest. Before the last line it prints timing lines ("time <what> <ms>
 # ms/<unit>") for the pure code; the last line is "ok crypto <count>".
-import json
 import time
 
+from mpcheck import Rng, check, done, load
+from mpcheck import unhex as h
+
 from protocols import ed25519, hmac, sha512
-
-try:
-    VECTORS_DIR
-except NameError:
-    VECTORS_DIR = "/vectors"
-
-checks = 0
-
-
-def check(cond, msg):
-    global checks
-    checks += 1
-    if not cond:
-        raise AssertionError(msg)
-
-
-def load(name):
-    with open(VECTORS_DIR + "/" + name + ".json") as f:
-        return json.load(f)
-
-
-def h(s):
-    return bytes.fromhex(s)
-
-
-class Prng:
-    # xorshift32: the same stream on every interpreter.
-    def __init__(self, seed):
-        self.s = seed or 1
-
-    def next(self):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return s
-
-    def bytes(self, n):
-        return bytes(self.next() & 0xFF for _ in range(n))
-
 
 if hasattr(time, "ticks_ms"):
 
@@ -66,7 +27,7 @@ else:
         return time.time() * 1000 - t0
 
 
-rng = Prng(20240601)
+rng = Rng(20240601)
 
 # --- SHA-512: the pure class (the only one a board has) -----------------------
 
@@ -207,4 +168,4 @@ print("time sha512 %.2f ms/block" % sha512_ms)
 print("time hmac_sha256 %.2f ms/op" % hmac_ms)
 print("time ed25519.sign %.1f ms/op" % sign_ms)
 print("time ed25519.verify %.1f ms/op" % verify_ms)
-print("ok crypto %d" % checks)
+done("crypto")

@@ -100,6 +100,7 @@ def run_micropython(
         package = compiled_package_files if compiled else package_files
         all_files.update(package(ROOT / "protocols", "protocols"))
         all_files.update(vector_files())
+        all_files["/lib/mpcheck.py"] = (Path(__file__).with_name("mpcheck.py")).read_bytes()
     all_files.update(files or {})
     job = {
         "script": script,

@@ -6,34 +6,26 @@ mean both wrote the same bytes.
 """
 
 import re
-import runpy
-import sys
 from pathlib import Path
 
-import kapok.protocols
-import kapok.protocols.cbor
 import pytest
 
+from tests.micropython.checks import ok_count
+from tests.micropython.checks import run_on_cpython as run_check
+
 CHECK = Path(__file__).with_name("check_cbor.py")
-VECTORS_DIR = Path(__file__).resolve().parents[1] / "vectors"
 # vectors x several checks each, 300 round trips x 2, 600 mutations, extras
 MIN_CHECKS = 2000
 
 
 def result(output):
-    lines = output.strip().splitlines()
-    match = re.fullmatch(r"ok cbor (\d+)", lines[-1])
-    assert match, output
-    digest = [line for line in lines if line.startswith("digest ")]
+    digest = re.findall(r"^digest .*$", output, re.M)
     assert len(digest) == 1, output
-    return int(match.group(1)), digest[0]
+    return ok_count(output, "cbor"), digest[0]
 
 
 def run_on_cpython(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "protocols", kapok.protocols)
-    monkeypatch.setitem(sys.modules, "protocols.cbor", kapok.protocols.cbor)
-    runpy.run_path(str(CHECK), init_globals={"VECTORS_DIR": str(VECTORS_DIR)})
-    return capsys.readouterr().out
+    return run_check(CHECK, monkeypatch, capsys)
 
 
 @pytest.fixture(scope="module")
