@@ -3,6 +3,8 @@
 import typer
 
 from kapok import __version__
+from kapok.tools import device
+from kapok.tools.verify import verify
 
 app = typer.Typer(
     name="kapok",
@@ -29,3 +31,7 @@ def main(
     ),
 ) -> None:
     """Kapok (木棉): smart-community edge toolkit."""
+
+
+app.add_typer(device.app)
+app.command(name="verify")(verify)

@@ -18,8 +18,8 @@ from cbor2 import _types as cbor2_types
 from cbor2._encoder import CBOREncoder as PurePythonCBOREncoder
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from kapok.protocols import cbor
 
+from kapok.protocols import cbor
 from tests.conftest import load_vectors
 
 VECTORS = load_vectors("cbor")

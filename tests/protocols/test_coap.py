@@ -17,10 +17,10 @@ from aiocoap.numbers.codes import Code as AioCode
 from aiocoap.numbers.optionnumbers import OptionNumber as AioOption
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from kapok.protocols import coap
 from kapok.protocols import coap_numbers as n
 from kapok.protocols.coap import Message
-
 from tests.conftest import load_vectors
 
 VECTORS = load_vectors("coap")

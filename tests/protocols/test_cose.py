@@ -9,13 +9,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kapok.protocols import cose, ed25519, hmac
 from pycose.algorithms import HMAC25664, EdDSA
 from pycose.headers import KID, Algorithm
 from pycose.keys import OKPKey, SymmetricKey
 from pycose.keys.curves import Ed25519
 from pycose.messages import CoseMessage, Mac0Message, Sign1Message
 
+from kapok.protocols import cose, ed25519, hmac
 from tests.conftest import load_vectors
 
 V = load_vectors("cose")

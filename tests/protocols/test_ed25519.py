@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kapok.protocols import ed25519 as ed
 
+from kapok.protocols import ed25519 as ed
 from tests.conftest import load_vectors
 
 DATA = load_vectors("ed25519")

@@ -6,8 +6,8 @@ import hmac as std_hmac
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kapok.protocols import hmac as mod
 
+from kapok.protocols import hmac as mod
 from tests.conftest import load_vectors
 
 VECTORS = load_vectors("hmac")["vectors"]

@@ -9,8 +9,8 @@ import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kapok.protocols import cbor, senml
 
+from kapok.protocols import cbor, senml
 from tests.conftest import load_vectors
 
 T = 1767225600

@@ -6,9 +6,9 @@ import hashlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kapok.protocols import sha512 as mod
 from kapok.protocols.sha512 import Sha512Pure, sha512
-
 from tests.conftest import load_vectors
 
 VECTORS = load_vectors("sha512")["vectors"]
