@@ -146,6 +146,92 @@ def _mpy(source: Path, board_path: str) -> bytes:
     return cache.read_bytes()
 
 
+def _app_modules(apps: Path, app: str) -> list[Path]:
+    """apps/__init__.py, the app's module (apps/<app>.py or the package
+    apps/<app>/) and every module of apps/ it imports, directly or not
+    (`from . import base`, `from .rules import X`, `from apps import base`):
+    the shared app modules, and nothing of the other apps."""
+    entry = []
+    if app and all(c.isalnum() or c == "_" for c in app):
+        entry = [apps / f"{app}.py"] if (apps / f"{app}.py").is_file() else _sources(apps / app)
+    if not entry:
+        raise ValueError(f"no app {app!r} in firmware/apps")
+    wanted = {p for p in (apps / "__init__.py",) if p.is_file()}
+    todo = list(entry)
+    while todo:
+        source = todo.pop()
+        if source in wanted:
+            continue
+        wanted.add(source)
+        package = source.parent.relative_to(apps).parts
+        for node in ast.walk(ast.parse(source.read_bytes(), str(source))):
+            names: list[tuple[str, ...]] = []
+            if isinstance(node, ast.Import):
+                names = [tuple(a.name.split(".")) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    keep = len(package) - node.level + 1
+                    if keep < 0:
+                        continue  # above apps/: not ours
+                    base = ("apps", *package[:keep])
+                else:
+                    base = ()
+                module = (*base, *(node.module.split(".") if node.module else ()))
+                names = [module] + [(*module, a.name) for a in node.names]
+            for name in names:
+                if len(name) < 2 or name[0] != "apps":
+                    continue
+                for candidate in (
+                    apps.joinpath(*name[1:]).with_suffix(".py"),
+                    apps.joinpath(*name[1:], "__init__.py"),
+                ):
+                    if candidate.is_file():
+                        todo.append(candidate)
+    return sorted(wanted)
+
+
+def image_sources(
+    board: str = "virtual", app: str | None = None, root: Path | None = None
+) -> dict[str, Path]:
+    """The source file of every file of a board image, by board path:
+
+        /boot.py /main.py      firmware/boot.py, firmware/main.py
+        /lib/protocols/        protocols/
+        /lib/runtime/          firmware/runtime/
+        /lib/drivers/          firmware/drivers/ (all of them: an app picks
+                               its drivers from its config at run time)
+        /lib/apps/             firmware/apps/: `app`'s module and the app
+                               modules it imports (every app when None)
+        /lib/board.py ...      firmware/boards/<board>/ as its manifest lists
+
+    One layout for the virtual board's image (build_image), the bundle of
+    `kapok fw build` (/lib, compiled) and `kapok fw flash`."""
+    root = root or source_root()
+    fw = root / "firmware"
+    out: dict[str, Path] = {}
+    for name in ("boot.py", "main.py"):
+        if (fw / name).is_file():
+            out["/" + name] = fw / name
+    for folder, as_name in (
+        (root / "protocols", "protocols"),
+        (fw / "runtime", "runtime"),
+        (fw / "drivers", "drivers"),
+    ):
+        if folder.is_dir():
+            for p in _sources(folder):
+                out[f"/lib/{as_name}/{p.relative_to(folder).as_posix()}"] = p
+    apps = fw / "apps"
+    if app is None:
+        app_files = _sources(apps) if apps.is_dir() else []
+    else:
+        app_files = _app_modules(apps, app)
+    for p in app_files:
+        out[f"/lib/apps/{p.relative_to(apps).as_posix()}"] = p
+    for p in board_modules(board, root):
+        out[f"/lib/{p.name}"] = p
+    return out
+
+
 def build_image(
     dest_dir: str | os.PathLike,
     *,
@@ -155,15 +241,9 @@ def build_image(
     compiled: bool = False,
     files: Mapping[str, bytes | str | os.PathLike] | None = None,
 ) -> Path:
-    """Lay out a board's flash in `dest_dir` and return it:
-
-        /boot.py /main.py      firmware/boot.py, firmware/main.py
-        /lib/protocols/        protocols/
-        /lib/runtime/          firmware/runtime/
-        /lib/drivers/          firmware/drivers/
-        /lib/apps/             firmware/apps/ (only `app`'s module when given)
-        /lib/board.py ...      firmware/boards/<board>/ as its manifest lists
-        /data/ /slots/         node state (kept when already there)
+    """Lay out a board's flash in `dest_dir` (see image_sources) and return
+    it, with /data/ and /slots/ for the node state (kept when already
+    there).
 
     `compiled` puts mpy-cross bytecode (.mpy) in /lib, as shipped to boards.
     `config` (the node's config map, see firmware/runtime/config.py) is
@@ -174,37 +254,12 @@ def build_image(
     root = source_root()
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    fw = root / "firmware"
     out: dict[str, bytes] = {}
-
-    def add_lib(source: Path, board_path: str) -> None:
-        if compiled:
+    for board_path, source in image_sources(board, app, root).items():
+        if compiled and board_path.startswith("/lib/"):
             out[board_path[:-3] + ".mpy"] = _mpy(source, board_path.removeprefix("/lib/"))
         else:
             out[board_path] = source.read_bytes()
-
-    for name in ("boot.py", "main.py"):
-        if (fw / name).is_file():
-            out["/" + name] = (fw / name).read_bytes()
-    for folder, as_name in ((root / "protocols", "protocols"), (fw / "runtime", "runtime")):
-        if folder.is_dir():
-            for p in _sources(folder):
-                add_lib(p, f"/lib/{as_name}/{p.relative_to(folder).as_posix()}")
-    if (fw / "drivers").is_dir():
-        for p in _sources(fw / "drivers"):
-            add_lib(p, f"/lib/drivers/{p.relative_to(fw / 'drivers').as_posix()}")
-    apps = fw / "apps"
-    if app is not None:
-        wanted = [apps / f"{app}.py", apps / app]
-        if not any(w.exists() for w in wanted):
-            raise ValueError(f"no app {app!r} in firmware/apps")
-    if apps.is_dir():
-        for p in _sources(apps):
-            rel = p.relative_to(apps)
-            if app is None or rel.parts[0] in (f"{app}.py", app, "__init__.py"):
-                add_lib(p, f"/lib/apps/{rel.as_posix()}")
-    for p in board_modules(board, root):
-        add_lib(p, f"/lib/{p.name}")
     for board_path, content in (files or {}).items():
         if not board_path.startswith("/"):
             raise ValueError(f"board paths start with '/': {board_path!r}")
@@ -419,6 +474,19 @@ class VirtualBoard:
 
     def wake(self) -> None:
         self.send({"cmd": "wake"})
+
+    def soft_reset(self, repl: bool = False, timeout: float = 30.0) -> None:
+        """Ctrl-C, Ctrl-D on the board's console: it boots again (cause
+        "soft"); with `repl` it runs boot.py only and waits at its REPL for
+        exec(), as mpremote leaves a board. Unsynced flash is lost."""
+        self.send({"cmd": "soft_reset", "repl": repl}, timeout)
+
+    def exec(self, code: str, timeout: float = 60.0) -> tuple[str, str]:
+        """Run `code` at the board's REPL (see soft_reset), in the globals
+        the code before it left; (stdout, stderr) as a raw REPL gives them:
+        stderr holds the traceback when it raised."""
+        reply = self.send({"cmd": "exec", "code": code}, timeout)
+        return reply["stdout"], reply["stderr"]
 
     # -- events
 

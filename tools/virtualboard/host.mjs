@@ -20,6 +20,16 @@
 //   {"cmd": "reset"}               the reset button: unsynced flash lost, RTC
 //                                  kept; boots with cause "power"
 //   {"cmd": "wake"}                end a deep sleep now (a wake-up pin)
+//   {"cmd": "soft_reset", "repl": true|false}
+//                                  what Ctrl-C then Ctrl-D on its USB console do:
+//                                  the board stops (unsynced flash lost, RTC
+//                                  kept) and boots with cause "soft"; with repl
+//                                  it runs boot.py only and waits at its REPL
+//                                  (answered once it is there), as tools such as
+//                                  mpremote leave a board
+//   {"cmd": "exec", "code": text}  run code at that REPL, in the same globals as
+//                                  the code before; -> "stdout", "stderr" (the
+//                                  traceback when it raised), like a raw REPL
 //   {"cmd": "quit"}                stop the host (like unplugging the board)
 // Events, JSON lines on stdout, each with "t" (ms since the host started):
 //   {"event": "ready", "names": [settable quantities]}
@@ -29,6 +39,7 @@
 //   {"event": "output", "name": "siren"|"motor.open"|"motor.close", "value": 0|1}
 //   {"event": "reset", "cause": ...}   the board stopped and boots again
 //   {"event": "sleep", "ms": n}        deep sleep: it boots again after ms
+//   {"event": "repl"}                  the board waits at its REPL (soft_reset)
 //   {"event": "halted", "reason": "returned"|"exception", "error": text}
 //                                      main.py ended: the board sits at its REPL
 //   {"event": "power", "state": "off"}
@@ -108,6 +119,11 @@ let worker = null;
 let generation = 0;
 let boots = 0;
 let sleepTimer = null;
+let mode = "run"; // "run": boot.py then main.py; "repl": boot.py, then exec
+let replWaiter = null; // {resolve, reject} of a soft_reset into the REPL
+let atRepl = false;
+const execs = new Map(); // exec id -> {resolve, reject}
+let nextExec = 1;
 
 // Transitions (boot, stop) run one at a time, in order.
 let chain = Promise.resolve();
@@ -116,11 +132,13 @@ function serial(fn) {
   return chain;
 }
 
-function boot(cause) {
+function boot(cause, bootMode = "run") {
   boots += 1;
   generation += 1;
   const gen = generation;
   power = "on";
+  mode = bootMode;
+  atRepl = false;
   worker = new Worker(path.join(HERE, "mcu.mjs"), {
     workerData: {
       flashDir: path.resolve(args.flash),
@@ -129,6 +147,7 @@ function boot(cause) {
       boot: boots,
       setup: args.setup,
       portModule,
+      mode: bootMode,
     },
     stdout: true, // anything the port prints itself must not mix with the JSON lines
     stderr: true,
@@ -139,21 +158,35 @@ function boot(cause) {
     if (gen === generation) onBoardMessage(msg);
   });
   worker.on("error", (e) => {
-    if (gen === generation) emit({ event: "halted", reason: "host-error", error: e.message });
+    if (gen === generation) {
+      emit({ event: "halted", reason: "host-error", error: e.message });
+      endRepl(`the board's interpreter failed: ${e.message}`);
+    }
   });
   worker.on("exit", (code) => {
     // the host ends a board by terminating it after bumping `generation`;
     // anything else is the interpreter dying under the board (out of memory)
     if (gen === generation) {
       emit({ event: "halted", reason: "host-error", error: `board thread exited (${code})` });
+      endRepl(`the board's interpreter exited (${code})`);
     }
   });
+}
+
+// Whatever waited on the board's REPL learns that it is gone.
+function endRepl(why) {
+  atRepl = false;
+  if (replWaiter) replWaiter.reject(new Error(why));
+  replWaiter = null;
+  for (const waiter of execs.values()) waiter.reject(new Error(why));
+  execs.clear();
 }
 
 async function stopBoard(powerLost) {
   const w = worker;
   worker = null;
   generation += 1;
+  endRepl(w ? "the board stopped (reset, sleep or power cut) before it answered" : "no board");
   if (w) await w.terminate();
   world.forceUnlock(); // it may have died holding the world's lock
   const before = world.snapshot();
@@ -180,7 +213,20 @@ function onBoardMessage(msg) {
       break;
     case "halted":
       emit({ event: "halted", reason: msg.reason, error: msg.error || null });
+      endRepl(`the board halted: ${msg.error || msg.reason}`);
       break;
+    case "repl":
+      atRepl = true;
+      emit({ event: "repl" });
+      if (replWaiter) replWaiter.resolve();
+      replWaiter = null;
+      break;
+    case "exec_done": {
+      const waiter = execs.get(msg.id);
+      execs.delete(msg.id);
+      if (waiter) waiter.resolve(msg);
+      break;
+    }
     case "reset":
       serial(async () => {
         await stopBoard(false);
@@ -267,6 +313,34 @@ async function command(req) {
     case "wake":
       await serial(() => wake());
       return {};
+    case "soft_reset": {
+      const repl = Boolean(req.repl);
+      let ready = null;
+      await serial(async () => {
+        if (sleepTimer) clearTimeout(sleepTimer);
+        sleepTimer = null;
+        await stopBoard(false);
+        emit({ event: "reset", cause: "soft" });
+        if (repl) {
+          ready = new Promise((resolve, reject) => {
+            replWaiter = { resolve, reject };
+          });
+        }
+        boot("soft", repl ? "repl" : "run");
+      });
+      if (ready) await ready;
+      return {};
+    }
+    case "exec": {
+      if (!worker || mode !== "repl" || !atRepl) {
+        throw new Error("the board is not at its REPL: soft_reset with repl first");
+      }
+      const id = nextExec++;
+      const done = new Promise((resolve, reject) => execs.set(id, { resolve, reject }));
+      worker.postMessage({ type: "exec", id, code: String(req.code ?? "") });
+      const result = await done;
+      return { stdout: result.stdout, stderr: result.stderr };
+    }
     case "quit":
       await serial(() => stopBoard(false));
       setImmediate(() => process.exit(0));

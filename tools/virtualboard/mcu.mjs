@@ -27,6 +27,14 @@
 // in main.py does not catch it) and the host awaits the coroutine at top
 // level. Code after asyncio.run() therefore does not run while the
 // coroutine does, as on a board; a `finally:` around it would run early.
+//
+// REPL mode (workerData.mode "repl"): what a board does when a tool such
+// as mpremote interrupts it and soft-resets it into its raw REPL: boot.py
+// runs, main.py does not, and the interpreter then runs the code it is
+// sent ({type: "exec"} messages), one piece after another in the same
+// globals, answering each with exactly what it printed ({type:
+// "exec_done", stdout, stderr}: stderr holds the traceback when it
+// raised). asyncio.run() works in it as in main.py.
 
 import { parentPort, workerData } from "node:worker_threads";
 import crypto from "node:crypto";
@@ -39,9 +47,14 @@ import { pathToFileURL } from "node:url";
 
 import { World } from "./world.mjs";
 
-const { flashDir, sab, cause, boot, setup, portModule } = workerData;
+const { flashDir, sab, cause, boot, setup, portModule, mode } = workerData;
 const world = new World(sab);
 const SYNC_ROOTS = ["/data", "/slots"];
+// At the REPL a tool (mpremote, kapok fw flash) writes anywhere, and what
+// it wrote is on the flash once written, as on a board: everything is
+// synced after each piece of code, except the port's own folders.
+const REPL_ROOTS = ["/"];
+const NOT_FLASH = new Set(["/dev", "/proc", "/tmp", "/home"]);
 const HALT = new Int32Array(new SharedArrayBuffer(4));
 
 function post(msg) {
@@ -92,11 +105,12 @@ function loadFlash(mp) {
 }
 
 // {board path: Buffer} of the files under the synced roots
-function boardFiles(mp) {
+function boardFiles(mp, roots = mode === "repl" ? REPL_ROOTS : SYNC_ROOTS) {
   const FS = mp.FS;
   const files = new Map();
   const dirs = new Set();
   const walk = (dir) => {
+    if (NOT_FLASH.has(dir)) return;
     let names;
     try {
       names = FS.readdir(dir);
@@ -105,14 +119,14 @@ function boardFiles(mp) {
     }
     dirs.add(dir);
     for (const name of names) {
-      if (name === "." || name === "..") continue;
-      const p = dir + "/" + name;
+      if (name === "." || name === ".." || isHostPrivate(name)) continue;
+      const p = dir === "/" ? "/" + name : dir + "/" + name;
       const st = FS.stat(p);
       if (FS.isDir(st.mode)) walk(p);
       else files.set(p, Buffer.from(FS.readFile(p)));
     }
   };
-  for (const root of SYNC_ROOTS) walk(root);
+  for (const root of roots) walk(root);
   return { files, dirs };
 }
 
@@ -164,6 +178,7 @@ function syncBeforeStop(mp) {
 }
 
 function stop(msg) {
+  flushConsole();
   post(msg);
   Atomics.wait(HALT, 0, 0); // host.mjs terminates this thread
 }
@@ -328,6 +343,33 @@ _vb_asyncio.run = _vb_run
 del _vb_asyncio
 `;
 
+// -- console ---------------------------------------------------------------
+
+// The port hands over every byte printed; the console carries whole lines
+// (a partial one when the board stops or an exec ends), and an exec also
+// gets its own output byte for byte.
+const decoder = new TextDecoder();
+const pending = { stdout: [], stderr: [] };
+let capture = null; // {stdout: [], stderr: []} while an exec runs
+
+function printed(stream, bytes) {
+  for (const c of bytes) {
+    if (capture) capture[stream].push(c);
+    if (c === 10) {
+      post({ type: "console", stream, text: decoder.decode(new Uint8Array(pending[stream])) });
+      pending[stream] = [];
+    } else {
+      pending[stream].push(c);
+    }
+  }
+}
+
+function flushConsole() {
+  for (const stream of ["stdout", "stderr"]) {
+    if (pending[stream].length) printed(stream, [10]);
+  }
+}
+
 // Run one of the board's top-level files as MicroPython does: in __main__,
 // with asyncio.run emulated as described above.
 function runFileCode(file) {
@@ -349,14 +391,54 @@ if _vb_f is not None:
 `;
 }
 
+// A piece of code sent to the REPL, run in __main__ like a raw REPL does.
+function execCode(code) {
+  return `
+_vb_code = compile(${JSON.stringify(code)}, "<stdin>", "exec")
+try:
+    exec(_vb_code, globals())
+except _VBoardAsyncioRun as _vb_r:
+    await _vb_r.args[0]
+finally:
+    del _vb_code
+`;
+}
+
+async function runExec(mp, msg) {
+  flushConsole();
+  capture = { stdout: [], stderr: [] };
+  let error = null;
+  try {
+    await mp.runPythonAsync(execCode(msg.code));
+  } catch (e) {
+    error = errorText(e).replace(/\n?$/, "\n");
+  }
+  try {
+    flashSync(mp);
+  } catch (e) {
+    error = (error || "") + `OSError: the flash could not be written: ${errorText(e)}\n`;
+  }
+  const out = capture;
+  capture = null;
+  flushConsole();
+  let stderr = decoder.decode(new Uint8Array(out.stderr));
+  if (error !== null) {
+    for (const line of error.replace(/\n$/, "").split("\n")) {
+      post({ type: "console", stream: "stderr", text: line });
+    }
+    stderr += error;
+  }
+  const stdout = decoder.decode(new Uint8Array(out.stdout));
+  post({ type: "exec_done", id: msg.id, stdout, stderr });
+}
+
 async function main() {
   const { loadMicroPython } = await import(pathToFileURL(portModule).href);
-  const console_ = (stream) => (line) => post({ type: "console", stream, text: line });
   const mp = await loadMicroPython({
     heapsize: setup.heap || 1024 * 1024,
-    stdout: console_("stdout"),
-    stderr: console_("stderr"),
-    linebuffer: true,
+    stdout: (bytes) => printed("stdout", bytes),
+    stderr: (bytes) => printed("stderr", bytes),
+    linebuffer: false,
   });
   loadFlash(mp);
   synced = boardFiles(mp);
@@ -417,9 +499,20 @@ async function main() {
   try {
     await mp.runPythonAsync(PRELUDE);
     await mp.runPythonAsync(runFileCode("/boot.py"));
+    if (mode === "repl") {
+      flushConsole();
+      let running = Promise.resolve();
+      parentPort.on("message", (msg) => {
+        if (msg.type === "exec") running = running.then(() => runExec(mp, msg));
+      });
+      post({ type: "repl" });
+      return;
+    }
     await mp.runPythonAsync(runFileCode("/main.py"));
+    flushConsole();
     post({ type: "halted", reason: "returned" });
   } catch (e) {
+    flushConsole();
     if (e && e.type === "SystemExit") {
       // sys.exit() in main.py: MicroPython soft-resets the board
       flashSync(mp);
