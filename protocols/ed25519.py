@@ -441,16 +441,63 @@ if _PrivKey is not None:
         msg = _bytes_like(msg, "message")
         return _PrivKey.from_private_bytes(_seed(seed)).sign(msg)
 
+    # A gateway or cloud verifies many messages from the same keys, so the
+    # rules for A (canonical, on the curve, not small-order) are checked once
+    # per key; the OpenSSL key objects are kept too. Bounded: a flood of
+    # made-up keys only costs the first checks again.
+    _KEY_CACHE_MAX = 4096
+    _good_keys = {}
+
+    def _public_key_object(pub):
+        key = _good_keys.get(pub)
+        if key is None:
+            a = _decode(pub)
+            if a is None or _small_order(a):
+                return None
+            if len(_good_keys) >= _KEY_CACHE_MAX:
+                _good_keys.clear()
+            key = _good_keys[pub] = _PubKey.from_public_bytes(pub)
+        return key
+
+    # The encodings of the 8 small-order points. OpenSSL recomputes R from S,
+    # k and A and compares its canonical encoding with the signature's R
+    # bytes, so a non-canonical or off-curve R can never pass there; only
+    # small-order R needs refusing in front of it, and a byte comparison
+    # does that without decoding a point (the same verdicts as _precheck,
+    # which the backend-agreement tests prove on every vector).
+    _SMALL_ORDER_R = None
+
+    def _small_order_encodings():
+        global _SMALL_ORDER_R
+        if _SMALL_ORDER_R is None:
+            # [k]T for T of order 8: the 8 points of order dividing 8
+            t = _decode(
+                bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+            )
+            points, q = [], _IDENTITY
+            for _i in range(8):
+                points.append(_encode(q))
+                q = _add(q, t)
+            _SMALL_ORDER_R = frozenset(points)
+        return _SMALL_ORDER_R
+
     def verify(pub, msg, sig):
         """True when `sig` is a valid signature of `msg` by `pub`; never raises
         on malformed keys or signatures (wrong lengths included)."""
-        pub = _bytes_like(pub, "public key")
+        pub = bytes(_bytes_like(pub, "public key"))
         msg = _bytes_like(msg, "message")
-        sig = _bytes_like(sig, "signature")
-        if _precheck(pub, sig) is None:
+        sig = bytes(_bytes_like(sig, "signature"))
+        if len(pub) != PUBLIC_KEY_LEN or len(sig) != SIGNATURE_LEN:
+            return False
+        if int.from_bytes(sig[32:], "little") >= _L:
+            return False
+        if sig[:32] in _small_order_encodings():
+            return False
+        key = _public_key_object(pub)
+        if key is None:
             return False
         try:
-            _PubKey.from_public_bytes(pub).verify(sig, msg)
+            key.verify(sig, msg)
         except (_InvalidSignature, ValueError):
             return False
         return True
