@@ -415,6 +415,16 @@ def _precheck(pub, sig):
     return a, r, s
 
 
+def valid_public_key(pub):
+    """True when `pub` is a key signatures can bind to: 32 bytes, a canonical
+    encoding of a curve point, not of small order (the same rules `verify`
+    applies to A). For registries to refuse a bad key up front."""
+    if not isinstance(pub, (bytes, bytearray, memoryview)) or len(pub) != PUBLIC_KEY_LEN:
+        return False
+    a = _decode(bytes(pub))
+    return a is not None and not _small_order(a)
+
+
 def verify_pure(pub, msg, sig):
     """True when `sig` is a valid signature of `msg` by `pub`, pure Python."""
     pub = _bytes_like(pub, "public key")

@@ -45,3 +45,23 @@ def test_kapok_version_command():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"kapok {__version__}"
+
+
+def test_every_python_package_is_listed_for_installation():
+    # pyproject.toml lists packages explicitly (the folders are mapped into
+    # `kapok.*`); a package missing there would be absent from a wheel.
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    setuptools = config["tool"]["setuptools"]
+    folder_of = {name: folder for name, folder in setuptools["package-dir"].items()}
+    found = {"kapok"}
+    for name, folder in folder_of.items():
+        if name == "kapok":
+            continue
+        for init in (ROOT / folder).rglob("__init__.py"):
+            if "__pycache__" in init.parts or "node_modules" in init.parts:
+                continue
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((name, *rel)))
+    assert set(setuptools["packages"]) == found

@@ -299,3 +299,14 @@ def test_pure_code_is_fast_enough_on_cpython():
     end = time.perf_counter()
     assert (mid - start) / 5 < 0.05
     assert (end - mid) / 5 < 0.05
+
+
+def test_valid_public_key_refuses_what_verify_refuses():
+    good = ed.public_key(bytes(range(32)))
+    assert ed.valid_public_key(good)
+    vectors = load_vectors("ed25519")
+    for point in vectors["small_order"]:
+        assert not ed.valid_public_key(bytes.fromhex(point["encoding"]))
+    assert not ed.valid_public_key(good[:31])
+    assert not ed.valid_public_key(b"\xff" * 32)  # y >= p: non-canonical
+    assert not ed.valid_public_key("00" * 32)

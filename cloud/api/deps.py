@@ -1,0 +1,253 @@
+"""Dependencies of the routes: the session, the clock, who is calling, and
+THE one place that decides what a caller may see (`Scope`).
+
+A manager sees only the communities they are scoped to; anything else is
+answered exactly like something that does not exist (404), on every route,
+so ids of other communities reveal nothing. Routes load every object named
+by a path parameter, a query parameter or a body field through `Scope`.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..core.config import Settings
+from ..core.db import session_scope
+from ..crud import gateways as gateways_crud
+from ..crud import users as users_crud
+from ..errors import Forbidden, NotFound, Unauthorized
+from ..keys import KeyStore
+from ..models import (
+    Alarm,
+    Building,
+    Command,
+    Community,
+    Device,
+    Gateway,
+    Rollout,
+    RolloutDevice,
+    Unit,
+    User,
+)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    # committed when the route function returns, before the response is
+    # sent: nothing is acknowledged before it is durable
+    with session_scope(request.app.state.sessions) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_keys(request: Request) -> KeyStore:
+    return request.app.state.keys
+
+
+KeysDep = Annotated[KeyStore, Depends(get_keys)]
+
+
+def get_now(request: Request) -> float:
+    """The current Unix time (the app's clock, which tests may set)."""
+    return request.app.state.clock()
+
+
+NowDep = Annotated[float, Depends(get_now)]
+
+user_token = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+gateway_token = HTTPBearer(
+    scheme_name="GatewayToken",
+    description="the token `POST /api/v1/gateways` returned",
+    auto_error=False,
+)
+
+
+def get_current_user(
+    session: SessionDep, now: NowDep, token: Annotated[str | None, Depends(user_token)]
+) -> User:
+    if not token:
+        raise Unauthorized("not authenticated")
+    user = users_crud.user_by_token(session, token=token, now=now)
+    if user is None:
+        raise Unauthorized("invalid or expired token")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_admin(user: CurrentUser) -> User:
+    if user.role != "admin":
+        raise Forbidden("admins only")
+    return user
+
+
+AdminUser = Annotated[User, Depends(require_admin)]
+
+
+def authenticate_gateway(session: Session, token: str | None, now: float) -> Gateway:
+    if not token:
+        raise Unauthorized("gateway token required")
+    gateway = gateways_crud.gateway_by_token(session, token=token)
+    if gateway is None:
+        raise Unauthorized("unknown or revoked gateway token")
+    if gateway.last_seen is None or now - gateway.last_seen > 60:
+        gateway.last_seen = now
+    return gateway
+
+
+def get_current_gateway(
+    session: SessionDep,
+    now: NowDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(gateway_token)],
+) -> Gateway:
+    return authenticate_gateway(session, credentials.credentials if credentials else None, now)
+
+
+CurrentGateway = Annotated[Gateway, Depends(get_current_gateway)]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the calling user may see: `communities` None means everything
+    (admins). Every loader raises NotFound for what is out of scope."""
+
+    user: User
+    session: Session
+    communities: frozenset[int] | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.communities is None
+
+    def allows(self, community_id: int | None) -> bool:
+        return self.communities is None or community_id in self.communities
+
+    def _check(self, obj, community_id: int | None, what: str):
+        if obj is None or not self.allows(community_id):
+            raise NotFound(f"{what} not found")
+        return obj
+
+    def community(self, community_id: int) -> Community:
+        c = self.session.get(Community, community_id)
+        return self._check(c, community_id, f"community {community_id}")
+
+    def building(self, building_id: int) -> Building:
+        b = self.session.get(Building, building_id)
+        return self._check(b, b and b.community_id, f"building {building_id}")
+
+    def unit(self, unit_id: int) -> Unit:
+        u = self.session.get(Unit, unit_id)
+        b = u and self.session.get(Building, u.building_id)
+        return self._check(u, b and b.community_id, f"unit {unit_id}")
+
+    def gateway(self, gateway_id: str) -> Gateway:
+        g = self.session.get(Gateway, gateway_id)
+        return self._check(g, g and g.community_id, f"gateway {gateway_id}")
+
+    def device(self, device_id: str) -> Device:
+        d = self.session.get(Device, device_id)
+        return self._check(d, d and d.community_id, f"device {device_id}")
+
+    def alarm(self, alarm_id: int) -> Alarm:
+        a = self.session.get(Alarm, alarm_id)
+        return self._check(a, a and a.community_id, f"alarm {alarm_id}")
+
+    def command(self, command_id: int) -> Command:
+        c = self.session.get(Command, command_id)
+        return self._check(c, c and c.community_id, f"command {command_id}")
+
+    def rollout(self, rollout_id: int) -> Rollout:
+        """Admins see every rollout; a manager those reaching their communities."""
+        r = self.session.get(Rollout, rollout_id)
+        if r is not None and not self.is_admin:
+            reaches = self.session.scalar(
+                select(RolloutDevice.id)
+                .where(
+                    RolloutDevice.rollout_id == r.id,
+                    RolloutDevice.community_id.in_(self.communities),
+                )
+                .limit(1)
+            )
+            if reaches is None:
+                r = None
+        if r is None:
+            raise NotFound(f"rollout {rollout_id} not found")
+        return r
+
+    def community_filter(self, community_id: int | None) -> frozenset[int] | None:
+        """The communities a listing covers: the one asked for (checked), or
+        everything in scope."""
+        if community_id is not None:
+            self.community(community_id)
+            return frozenset([community_id])
+        return self.communities
+
+
+def get_scope(user: CurrentUser, session: SessionDep) -> Scope:
+    if user.role == "admin":
+        return Scope(user, session, None)
+    return Scope(user, session, frozenset(users_crud.communities_of(session, user)))
+
+
+ScopeDep = Annotated[Scope, Depends(get_scope)]
+
+
+# Objects named by the `{id}` path parameter, loaded through the scope. As
+# dependencies they run before the body is validated, so an id out of scope
+# is a 404 whatever the body says.
+
+
+def _community(id: int, scope: ScopeDep) -> Community:
+    return scope.community(id)
+
+
+def _building(id: int, scope: ScopeDep) -> Building:
+    return scope.building(id)
+
+
+def _unit(id: int, scope: ScopeDep) -> Unit:
+    return scope.unit(id)
+
+
+def _gateway(id: str, scope: ScopeDep) -> Gateway:
+    return scope.gateway(id)
+
+
+def _device(id: str, scope: ScopeDep) -> Device:
+    return scope.device(id)
+
+
+def _alarm(id: int, scope: ScopeDep) -> Alarm:
+    return scope.alarm(id)
+
+
+def _command(id: int, scope: ScopeDep) -> Command:
+    return scope.command(id)
+
+
+def _rollout(id: int, scope: ScopeDep) -> Rollout:
+    return scope.rollout(id)
+
+
+ScopedCommunity = Annotated[Community, Depends(_community)]
+ScopedBuilding = Annotated[Building, Depends(_building)]
+ScopedUnit = Annotated[Unit, Depends(_unit)]
+ScopedGateway = Annotated[Gateway, Depends(_gateway)]
+ScopedDevice = Annotated[Device, Depends(_device)]
+ScopedAlarm = Annotated[Alarm, Depends(_alarm)]
+ScopedCommand = Annotated[Command, Depends(_command)]
+ScopedRollout = Annotated[Rollout, Depends(_rollout)]

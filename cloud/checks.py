@@ -1,0 +1,45 @@
+"""The cloud's own periodic checks: commands past their expiry, alarms not
+acknowledged in time (escalation), devices silent for too long. Each is a
+plain function of `now`, so tests call it with the time they want; the app
+runs them every `KAPOK_CHECK_SECONDS` in the background."""
+
+import asyncio
+import logging
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import delete, select
+
+from .core.db import session_scope
+from .crud import alarms, commands, firmware
+from .models import AccessToken, LoginFailure, Rollout
+
+log = logging.getLogger("kapok.cloud.checks")
+
+
+def run_checks(app, now: float) -> dict[str, int]:
+    settings = app.state.settings
+    keys = app.state.keys
+    with session_scope(app.state.sessions) as session:
+        expired = commands.check_expired(session, now=now)
+        for command in expired:
+            if command.source == "rollout":
+                firmware.on_command_finished(session, command=command, keys=keys, now=now)
+        for rollout in session.scalars(select(Rollout).where(Rollout.state == "active")).all():
+            firmware.advance(session, rollout=rollout, keys=keys, now=now)
+        escalated = alarms.check_escalations(session, now=now, minutes=settings.escalation_minutes)
+        silent = alarms.check_silent(session, now=now, factor=settings.silent_factor)
+        session.execute(delete(AccessToken).where(AccessToken.expires_at < now - 86400))
+        session.execute(
+            delete(LoginFailure).where(LoginFailure.at < now - settings.login_window_seconds)
+        )
+    return {"expired": len(expired), "escalated": len(escalated), "silent": len(silent)}
+
+
+async def run_forever(app) -> None:
+    interval = app.state.settings.check_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(run_checks, app, app.state.clock())
+        except Exception:  # a bad round must not stop the next ones
+            log.exception("periodic checks failed")

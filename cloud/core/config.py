@@ -1,0 +1,87 @@
+"""Settings of the cloud service, read from the environment (`KAPOK_*`).
+
+A plain pydantic model filled from `os.environ`: one place that names every
+knob, with its default and its check. `Settings.from_env()` is what the
+command line uses; tests build `Settings(...)` directly.
+"""
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+
+ENV_PREFIX = "KAPOK_"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "kapok"
+
+
+class Settings(BaseModel):
+    """Every setting, its environment variable being `KAPOK_<NAME>` upper-cased."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # SQLAlchemy URL or plain `postgresql://...`; empty = `kapok.db` in data_dir
+    db: str = ""
+    # password of the user `admin`, needed only when the database has no user yet
+    admin_password: str | None = None
+
+    # serve the dashboard (kapok.cloud.web) beside the API when it is installed;
+    # off for API-only workers (ingest behind a load balancer)
+    dashboard: bool = True
+
+    # logins
+    access_token_minutes: float = Field(default=12 * 60, gt=0)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=15 * 60, ge=1)
+    # scrypt cost (N, a power of two); recorded with each hash, so raising it
+    # later keeps old hashes valid
+    scrypt_n: int = Field(default=2**15, ge=2)
+
+    # alarms and health checks
+    escalation_minutes: float = Field(default=15, gt=0)
+    silent_factor: float = Field(default=3, gt=0)
+    check_seconds: float = Field(default=60, gt=0)
+    background_checks: bool = True
+
+    # commands
+    command_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    command_max_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    long_poll_max_seconds: float = Field(default=30, ge=0)
+
+    # firmware
+    max_bundle_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    rollout_failure_ratio: float = Field(default=0.2, gt=0, le=1)
+
+    # ingest
+    max_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+
+    # billing: a reading this close to a month boundary is taken as the
+    # register at the boundary (ACTUAL); farther ones are interpolated
+    billing_actual_window_seconds: int = Field(default=3600, ge=0)
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("scrypt_n")
+    @classmethod
+    def _power_of_two(cls, n: int) -> int:
+        if n & (n - 1):
+            raise ValueError("scrypt_n must be a power of two")
+        return n
+
+    @property
+    def database_url(self) -> str:
+        return self.db or f"sqlite:///{self.data_dir / 'kapok.db'}"
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Settings":
+        """Settings from `KAPOK_<NAME>` variables; `overrides` (e.g. command-line
+        flags) win over the environment. Empty variables count as unset."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name in cls.model_fields:
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw not in (None, ""):
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,140 @@
+"""The FastAPI application: `create_app(settings)`.
+
+The dashboard (`kapok.cloud.web`, built on this JSON API) plugs in here when
+it is installed: its `router` is included and `cloud/web/static` is served
+at `/static`.
+"""
+
+import asyncio
+import contextlib
+import importlib.util
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from kapok import __version__
+
+from .api.routes import (
+    alarms,
+    audit,
+    auth,
+    billing,
+    buildings,
+    commands,
+    communities,
+    devices,
+    firmware,
+    gateway,
+    gateways,
+    ingest,
+    keys,
+    units,
+    users,
+)
+from .checks import run_forever
+from .core.config import Settings
+from .core.db import make_engine, session_factory
+from .errors import CloudError
+from .keys import KeyStore
+from .notify import CommandNotifier
+
+API_PREFIX = "/api/v1"
+WEB = Path(__file__).resolve().parent / "web"
+
+
+def api_router() -> APIRouter:
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (auth, communities, buildings, units, gateways, devices, commands, alarms):
+        api.include_router(module.router)
+    api.include_router(users.router)  # /users/me before /users/{id}
+    api.include_router(users.admin)
+    for module in (ingest, gateway, firmware, billing, audit, keys):
+        api.include_router(module.router)
+
+    @api.get("/health", tags=["health"])
+    def health() -> dict:
+        """No login needed: for load balancers and start-up scripts."""
+        return {"status": "ok", "version": __version__}
+
+    return api
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.time):
+    """The app for `settings` (default: from the environment). The database
+    must be migrated and the keys created first (`bootstrap.prepare`)."""
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    notifier = CommandNotifier()
+    notifier.attach(sessions)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(run_forever(app)) if settings.background_checks else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            engine.dispose()
+
+    app = FastAPI(
+        title="Kapok cloud",
+        version=__version__,
+        description="Smart-community meter readings, alarms, commands, billing and "
+        "firmware rollouts. Times are Unix seconds; bytes are hex.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.keys = KeyStore(settings.data_dir / "keys")
+    app.state.notifier = notifier
+    app.state.clock = clock
+
+    @app.exception_handler(CloudError)
+    async def cloud_error(request: Request, exc: CloudError):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError):
+        # busy (SQLite lock wait exhausted) or unreachable: nothing was
+        # stored, the client may retry
+        return JSONResponse(
+            {"detail": "database busy or unreachable; retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def conflicting_write(request: Request, exc: IntegrityError):
+        # a concurrent request stored the same thing first; nothing of this one was kept
+        return JSONResponse(
+            {"detail": "conflicts with data stored meanwhile; retry"}, status_code=409
+        )
+
+    app.include_router(api_router())
+    if settings.dashboard:
+        _mount_web(app)
+    return app
+
+
+def _mount_web(app: FastAPI) -> None:
+    if importlib.util.find_spec("kapok.cloud.web") is None:
+        return
+    from fastapi.staticfiles import StaticFiles
+
+    web = importlib.import_module("kapok.cloud.web")
+    router = getattr(web, "router", None)
+    if router is not None:
+        app.include_router(router)
+    static = WEB / "static"
+    if static.is_dir():
+        app.mount("/static", StaticFiles(directory=static), name="static")

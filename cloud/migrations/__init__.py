@@ -1,0 +1,1 @@
+"""Alembic migrations of the cloud database (run by `kapok cloud serve`)."""

@@ -1,0 +1,430 @@
+"""The cloud's data model (SQLAlchemy 2, typed `Mapped[]`).
+
+community → building → unit → devices; gateways belong to a community and
+devices to a gateway (and so to its community). Every time is a Unix time in
+seconds (float), as on the wire; nothing here depends on the server's zone.
+
+Readings keep a link to the message that carried them, and messages keep the
+node's original COSE bytes, so any stored or exported reading can be
+re-verified against the node's public key.
+"""
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+
+# Named constraints, so migrations can refer to them (SQLite batch mode too).
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# 64-bit ids on PostgreSQL; SQLite only autoincrements an INTEGER PRIMARY KEY
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+DEVICE_KINDS = ("gas-meter", "water-meter", "electricity-meter", "water-quality", "hub")
+ROLES = ("admin", "manager")
+ALARM_STATES = ("open", "acknowledged", "resolved")
+COMMAND_STATES = ("queued", "sent", "delivered", "done", "failed", "expired")
+COMMAND_FINAL = ("done", "failed", "expired")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# ------------------------------------------------------------ places
+
+
+class Community(Base):
+    __tablename__ = "communities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # billing months are calendar months in this zone
+    timezone: Mapped[str] = mapped_column(String(64))
+    # gateway registry document version: bumped on every change to it
+    registry_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Building(Base):
+    __tablename__ = "buildings"
+    __table_args__ = (UniqueConstraint("community_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Unit(Base):
+    """A household (户): the unit bills are made for."""
+
+    __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("building_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    building_id: Mapped[int] = mapped_column(ForeignKey("buildings.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+# ------------------------------------------------------------ things
+
+
+class Gateway(Base):
+    __tablename__ = "gateways"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of the bearer token: the token itself is shown once, never stored
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # the gateway's own Ed25519 key, for fail-safe commands it signs
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    last_seen: Mapped[float | None] = mapped_column(Float)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary)  # Sign1 nodes
+    mac_key: Mapped[bytes | None] = mapped_column(LargeBinary)  # Mac0 nodes
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), index=True)
+    # always the gateway's community (kept here for scoping and listings)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    board: Mapped[str | None] = mapped_column(String(32))
+    always_on: Mapped[bool] = mapped_column(Boolean, default=False)
+    address: Mapped[str | None] = mapped_column(String(100))
+    # expected seconds between uplinks (the silent-device check uses it)
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    # register roll-over point for billing (None: the kind's default)
+    register_capacity: Mapped[float | None] = mapped_column(Float)
+    # the meter's life on its unit: a replaced meter has removed_at set
+    installed_at: Mapped[float] = mapped_column(Float)
+    removed_at: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float | None] = mapped_column(Float)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    messages_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    # the last cmd_id the cloud key signed for this device (ids are per authority)
+    cloud_cmd_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    fw_version: Mapped[str | None] = mapped_column(String(32))
+
+
+# ------------------------------------------------------------ data
+
+
+class IngestBatch(Base):
+    """One gateway batch, with the exact reply sent, so a retried batch id
+    gets the same answer."""
+
+    __tablename__ = "ingest_batches"
+    __table_args__ = (UniqueConstraint("gateway_id", "batch_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"))
+    batch_id: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[float] = mapped_column(Float)
+    items: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer)
+    duplicates: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    reply: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Message(Base):
+    """A verified uplink: the node's original COSE bytes."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq"),
+        Index("ix_messages_device_rx", "device_id", "rx_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    t: Mapped[int | None] = mapped_column(BigInteger)  # device time (key 2)
+    rx_time: Mapped[float] = mapped_column(Float)  # gateway receive time
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batches.id"))
+    cose: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Reading(Base):
+    __tablename__ = "readings"
+    __table_args__ = (Index("ix_readings_device_name_t", "device_id", "name", "t"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str | None] = mapped_column(String(8))
+    value: Mapped[float | None] = mapped_column(Float)
+    value_bool: Mapped[bool | None] = mapped_column(Boolean)
+    value_str: Mapped[str | None] = mapped_column(String(64))
+    t: Mapped[float] = mapped_column(Float)
+    # "record" (bt + t), "message" (the message's key 2) or "gateway" (receive time)
+    time_source: Mapped[str] = mapped_column(String(8))
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_device_t", "device_id", "t"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    code: Mapped[str] = mapped_column(String(32))
+    value: Mapped[Any] = mapped_column(JSON)
+    t: Mapped[float] = mapped_column(Float)
+    time_source: Mapped[str] = mapped_column(String(8))
+
+
+class SeqGap(Base):
+    """Sequence numbers of a device not (yet) received: `missing` (lost or
+    still on its way) or `skipped` (never used: the node jumped to a new seq
+    block when it rebooted, as its `boot` event says)."""
+
+    __tablename__ = "seq_gaps"
+    __table_args__ = (Index("ix_seq_gaps_device_first", "device_id", "first_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(8))
+    # receive times of the messages on either side (for windowed completeness)
+    rx_before: Mapped[float | None] = mapped_column(Float)
+    rx_after: Mapped[float | None] = mapped_column(Float)
+    detected_at: Mapped[float] = mapped_column(Float)
+
+
+class Alarm(Base):
+    __tablename__ = "alarms"
+    __table_args__ = (
+        Index("ix_alarms_community_state_opened", "community_id", "state", "opened_at"),
+        # one alarm per device and code until it is resolved (dedup)
+        Index(
+            "uq_alarms_device_code_unresolved",
+            "device_id",
+            "code",
+            unique=True,
+            sqlite_where=text("state != 'resolved'"),
+            postgresql_where=text("state != 'resolved'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Any] = mapped_column(JSON)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    opened_at: Mapped[float] = mapped_column(Float)
+    last_at: Mapped[float] = mapped_column(Float)
+    acked_at: Mapped[float | None] = mapped_column(Float)
+    acked_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[float | None] = mapped_column(Float)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Command(Base):
+    __tablename__ = "commands"
+    __table_args__ = (
+        UniqueConstraint("device_id", "authority", "cmd_id"),
+        Index("ix_commands_device_state", "device_id", "state"),
+        Index("ix_commands_community_created", "community_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    # who signed it: "cloud", or the id of the gateway for its local commands
+    authority: Mapped[str] = mapped_column(String(16))
+    cmd_id: Mapped[int] = mapped_column(BigInteger)
+    op: Mapped[str] = mapped_column(String(32))
+    args: Mapped[Any] = mapped_column(JSON)  # bytes shown as hex
+    not_after: Mapped[int] = mapped_column(BigInteger)
+    cose: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))
+    # "user", "rollout" (fw.update of a rollout) or "local" (gateway safety rule)
+    source: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    event: Mapped[str | None] = mapped_column(String(32))  # what made a gateway send it
+    sent_at: Mapped[float | None] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    result_code: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    result_seq: Mapped[int | None] = mapped_column(BigInteger)
+    # valve ops: when a later reading showed the valve in the commanded state
+    confirmed_at: Mapped[float | None] = mapped_column(Float)
+
+
+# ------------------------------------------------------------ firmware
+
+
+class FirmwareRelease(Base):
+    __tablename__ = "firmware_releases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(32))
+    board: Mapped[str] = mapped_column(String(32))
+    app: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    manifest: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Sign1, kid "firmware"
+    bundle: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Rollout(Base):
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("firmware_releases.id"), index=True)
+    percentage: Mapped[int | None] = mapped_column(Integer)
+    communities: Mapped[Any] = mapped_column(JSON)  # list of ids, or null for all
+    wave_size: Mapped[int] = mapped_column(Integer)
+    failure_ratio: Mapped[float] = mapped_column(Float)
+    # lifetime of each fw.update command it sends, seconds
+    command_ttl: Mapped[int] = mapped_column(Integer)
+    # failures already seen when a person resumed a halted rollout
+    forgiven_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # "active", "halted" (by a person or by the failure threshold) or "done"
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    halted_at: Mapped[float | None] = mapped_column(Float)
+    halt_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class RolloutDevice(Base):
+    __tablename__ = "rollout_devices"
+    __table_args__ = (UniqueConstraint("rollout_id", "device_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    wave: Mapped[int] = mapped_column(Integer)
+    # pending → commanded → updating → ok | failed | rolled_back
+    state: Mapped[str] = mapped_column(String(16))
+    command_id: Mapped[int | None] = mapped_column(ForeignKey("commands.id"))
+    progress: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+# ------------------------------------------------------------ people
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class UserCommunity(Base):
+    """The communities a manager may see."""
+
+    __tablename__ = "user_communities"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class AccessToken(Base):
+    __tablename__ = "access_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class LoginFailure(Base):
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_who_at", "username", "ip", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+
+
+class AuditLog(Base):
+    """Every command, alarm action, user, gateway and key change. Actors and
+    targets are kept as text so entries outlive what they name."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_community_at", "community_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(80))  # "user:<name>", "gateway:<id>", "system"
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(80))
+    community_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[Any] = mapped_column(JSON)
+
+
+class KeyRecord(Base):
+    """Public halves of the cloud's signing keys, current and retired, so
+    old commands and manifests can still be checked."""
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(16))  # "cloud" or "firmware"
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float)
+    retired_at: Mapped[float | None] = mapped_column(Float)

@@ -1,0 +1,496 @@
+"""Request and response bodies of the JSON API (Create / Update / Public).
+
+Times are Unix seconds (numbers), as on the wire; bytes are lowercase hex.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .models import COMMAND_STATES, DEVICE_KINDS
+
+DeviceKind = Literal["gas-meter", "water-meter", "electricity-meter", "water-quality", "hub"]
+assert set(DeviceKind.__args__) == set(DEVICE_KINDS)
+Role = Literal["admin", "manager"]
+Locale = Literal["zh-CN", "en"]
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+def _hex32(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError(f"{what} must be hex") from None
+    if len(raw) != 32:
+        raise ValueError(f"{what} must be 32 bytes (64 hex digits)")
+    return value
+
+
+# ------------------------------------------------------------ auth & users
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: float
+
+
+class UserCreate(BaseModel):
+    username: str
+    password: str
+    role: Role = "manager"
+    communities: list[int] = []
+    locale: Locale = "zh-CN"
+
+
+class UserUpdate(BaseModel):
+    password: str | None = None
+    role: Role | None = None
+    communities: list[int] | None = None
+    active: bool | None = None
+    locale: Locale | None = None
+
+
+class PasswordChange(BaseModel):
+    current_password: str
+    new_password: str
+
+
+class UserPublic(Public):
+    id: int
+    username: str
+    role: Role
+    active: bool
+    locale: str
+    communities: list[int]
+    created_at: float
+
+
+# ------------------------------------------------------------ places
+
+
+class CommunityCreate(BaseModel):
+    name: str
+    timezone: str | None = None
+
+
+class CommunityUpdate(BaseModel):
+    name: str | None = None
+    timezone: str | None = None
+
+
+class CommunityPublic(Public):
+    id: int
+    name: str
+    timezone: str
+    registry_version: int
+    created_at: float
+
+
+class CreatedId(BaseModel):
+    id: int | str
+
+
+class CommunitySummary(BaseModel):
+    id: int
+    name: str
+    buildings: int
+    units: int
+    devices: int
+    gateways: int
+    alarms_open: int
+    alarms_acknowledged: int
+    devices_silent: int
+    completeness: float | None = Field(
+        description="received / expected messages of the community's devices over `window`"
+    )
+    window: list[float]
+
+
+class BuildingCreate(BaseModel):
+    community: int
+    name: str
+
+
+class NameUpdate(BaseModel):
+    name: str
+
+
+class BuildingPublic(Public):
+    id: int
+    community_id: int
+    name: str
+    created_at: float
+
+
+class UnitCreate(BaseModel):
+    building: int
+    name: str
+
+
+class UnitPublic(Public):
+    id: int
+    building_id: int
+    name: str
+    created_at: float
+
+
+# ------------------------------------------------------------ gateways
+
+
+class GatewayCreate(BaseModel):
+    name: str
+    community: int
+    id: str | None = Field(default=None, description="chosen id; generated when absent")
+
+
+class GatewayCreated(BaseModel):
+    id: str
+    token: str = Field(description="the bearer token: shown this once, stored only hashed")
+
+
+class GatewayUpdate(BaseModel):
+    name: str
+
+
+class GatewayPublic(Public):
+    id: str
+    community_id: int
+    name: str
+    public_key: str | None
+    created_at: float
+    revoked_at: float | None
+    last_seen: float | None
+
+    @field_validator("public_key", mode="before")
+    @classmethod
+    def _hex(cls, v):
+        return v.hex() if isinstance(v, bytes) else v
+
+
+class GatewayKey(BaseModel):
+    public_key: str
+
+    @field_validator("public_key")
+    @classmethod
+    def _check(cls, v):
+        return _hex32(v, "public_key")
+
+
+# ------------------------------------------------------------ devices
+
+
+class DeviceCreate(BaseModel):
+    id: str
+    kind: DeviceKind
+    gateway: str
+    public_key: str | None = Field(default=None, description="hex Ed25519 key (COSE_Sign1)")
+    mac_key: str | None = Field(default=None, description="hex 32-byte HMAC key (COSE_Mac0)")
+    unit: int | None = None
+    board: str | None = Field(default=None, max_length=32)
+    always_on: bool | None = None
+    address: str | None = Field(default=None, max_length=100)
+    interval: int | None = Field(default=None, ge=1, description="expected seconds between uplinks")
+    register_capacity: float | None = Field(default=None, gt=0)
+    installed_at: float | None = None
+
+    @field_validator("public_key")
+    @classmethod
+    def _pk(cls, v):
+        return _hex32(v, "public_key")
+
+    @field_validator("mac_key")
+    @classmethod
+    def _mk(cls, v):
+        return _hex32(v, "mac_key")
+
+
+class DeviceUpdate(BaseModel):
+    gateway: str | None = None
+    unit: int | None = None
+    public_key: str | None = None
+    mac_key: str | None = None
+    board: str | None = Field(default=None, max_length=32)
+    always_on: bool | None = None
+    address: str | None = Field(default=None, max_length=100)
+    interval: int | None = Field(default=None, ge=1)
+    register_capacity: float | None = Field(default=None, gt=0)
+    installed_at: float | None = None
+    removed_at: float | None = None
+
+    @field_validator("public_key")
+    @classmethod
+    def _pk(cls, v):
+        return _hex32(v, "public_key")
+
+    @field_validator("mac_key")
+    @classmethod
+    def _mk(cls, v):
+        return _hex32(v, "mac_key")
+
+
+class DevicePublic(Public):
+    id: str
+    kind: DeviceKind
+    gateway: str = Field(validation_alias="gateway_id")
+    community: int = Field(validation_alias="community_id")
+    unit: int | None = Field(validation_alias="unit_id")
+    public_key: str | None
+    has_mac_key: bool = False
+    board: str | None
+    always_on: bool
+    address: str | None
+    interval: int = Field(validation_alias="interval_seconds")
+    register_capacity: float | None
+    installed_at: float
+    removed_at: float | None
+    created_at: float
+    last_seen: float | None
+    last_seq: int | None
+    messages_received: int
+    fw_version: str | None
+
+    @field_validator("public_key", mode="before")
+    @classmethod
+    def _hex(cls, v):
+        return v.hex() if isinstance(v, bytes) else v
+
+
+class ReadingPublic(BaseModel):
+    t: float
+    n: str
+    u: str | None
+    v: float | bool | str | None = Field(
+        description="the value: a number, or a boolean for vb readings (valve), "
+        "or text for vs readings (fw)"
+    )
+    seq: int
+    time_source: Literal["record", "message", "gateway"]
+
+
+class EventPublic(Public):
+    t: float
+    code: str
+    value: Any
+    seq: int
+    time_source: str
+
+
+class GapPublic(Public):
+    first_seq: int
+    last_seq: int
+    kind: Literal["missing", "skipped"]
+    rx_before: float | None
+    rx_after: float | None
+    detected_at: float
+
+
+class Completeness(BaseModel):
+    device: str
+    to: float
+    received: int
+    missing: int
+    skipped: int
+    expected: int
+    completeness: float | None
+    expected_by_interval: int
+    coverage: float | None
+    model_config = ConfigDict(populate_by_name=True)
+    from_: float = Field(alias="from")
+
+
+class MessagePublic(BaseModel):
+    device: str
+    seq: int
+    t: int | None
+    rx_time: float
+    gateway: str
+    cose: str
+
+
+# ------------------------------------------------------------ commands
+
+
+class CommandCreate(BaseModel):
+    op: str
+    args: dict[str, Any] = {}
+    ttl: int | None = Field(default=None, ge=60, description="seconds until it expires")
+
+
+class CommandPublic(Public):
+    id: int
+    device: str = Field(validation_alias="device_id")
+    authority: str
+    cmd_id: int
+    op: str
+    args: dict[str, Any]
+    not_after: int
+    state: Literal[COMMAND_STATES]  # type: ignore[valid-type]
+    source: str
+    created_at: float
+    created_by: str | None
+    event: str | None
+    sent_at: float | None
+    delivered_at: float | None
+    finished_at: float | None
+    result: str | None
+    result_code: int | None
+    detail: str | None
+    confirmed_at: float | None
+    cose: str
+
+    @field_validator("cose", mode="before")
+    @classmethod
+    def _hex(cls, v):
+        return v.hex() if isinstance(v, bytes) else v
+
+
+class GatewayCommand(BaseModel):
+    id: int
+    device: str
+    cmd_id: int
+    op: str
+    not_after: int
+    cose: str
+
+
+class DeliveryReport(BaseModel):
+    state: Literal["sent", "delivered", "failed"]
+    detail: str | None = None
+    at: float | None = None
+
+
+class LocalCommand(BaseModel):
+    device: str
+    op: str
+    cmd_id: int = Field(ge=0)
+    event: str | None = None
+    at: float
+    cose: str
+
+    @field_validator("cose")
+    @classmethod
+    def _hex(cls, v):
+        try:
+            bytes.fromhex(v)
+        except ValueError:
+            raise ValueError("cose must be hex") from None
+        return v
+
+
+# ------------------------------------------------------------ alarms
+
+
+class AlarmAction(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class AlarmPublic(Public):
+    id: int
+    device: str = Field(validation_alias="device_id")
+    community: int = Field(validation_alias="community_id")
+    code: str
+    severity: str
+    state: Literal["open", "acknowledged", "resolved"]
+    value: Any
+    count: int
+    opened_at: float
+    last_at: float
+    acked_at: float | None
+    acked_by: str | None
+    resolved_at: float | None
+    resolved_by: str | None
+    note: str | None
+    escalation_level: int
+    escalated_at: float | None
+
+
+# ------------------------------------------------------------ firmware
+
+
+class ReleasePublic(Public):
+    id: int
+    version: str
+    board: str
+    app: str
+    size: int
+    sha256: str
+    manifest: str
+    created_at: float
+    created_by: str | None
+
+    @field_validator("sha256", "manifest", mode="before")
+    @classmethod
+    def _hex(cls, v):
+        return v.hex() if isinstance(v, bytes) else v
+
+
+class RolloutCreate(BaseModel):
+    release: int
+    percentage: int | None = Field(default=None, ge=1, le=100)
+    communities: list[int] | None = None
+    wave_size: int | None = Field(default=None, ge=1)
+    failure_ratio: float | None = Field(default=None, gt=0, le=1)
+    ttl: int | None = Field(default=None, ge=60)
+
+
+class RolloutDevicePublic(Public):
+    device: str = Field(validation_alias="device_id")
+    community: int = Field(validation_alias="community_id")
+    wave: int
+    state: str
+    command: int | None = Field(validation_alias="command_id")
+    progress: int | None
+    detail: str | None
+    updated_at: float
+
+
+class RolloutPublic(Public):
+    id: int
+    release: int = Field(validation_alias="release_id")
+    percentage: int | None
+    communities: list[int] | None
+    wave_size: int
+    failure_ratio: float
+    state: Literal["active", "halted", "done"]
+    created_at: float
+    created_by: str | None
+    halted_at: float | None
+    halt_reason: str | None
+    counts: dict[str, int] = {}
+    devices: list[RolloutDevicePublic] = []
+
+
+class HaltRequest(BaseModel):
+    reason: str = "halted by hand"
+
+
+# ------------------------------------------------------------ keys & audit
+
+
+class KeyPublic(Public):
+    name: str
+    public_key: str
+    created_at: float
+    retired_at: float | None
+
+    @field_validator("public_key", mode="before")
+    @classmethod
+    def _hex(cls, v):
+        return v.hex() if isinstance(v, bytes) else v
+
+
+class AuditPublic(Public):
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    community: int | None = Field(validation_alias="community_id")
+    detail: dict[str, Any]
