@@ -3,7 +3,11 @@
 import typer
 
 from kapok import __version__
-from kapok.tools import device
+from kapok.cloud.cli import app as cloud_app
+from kapok.edge_agent.cli import app as agent_app
+from kapok.tools import device, firmware
+from kapok.tools.demo import demo
+from kapok.tools.sim import sim
 from kapok.tools.verify import verify
 
 app = typer.Typer(
@@ -33,5 +37,10 @@ def main(
     """Kapok (木棉): smart-community edge toolkit."""
 
 
+app.command(name="demo")(demo)
+app.add_typer(cloud_app, name="cloud")
+app.add_typer(agent_app, name="agent")
 app.add_typer(device.app)
+app.add_typer(firmware.app)
+app.command(name="sim")(sim)
 app.command(name="verify")(verify)
