@@ -17,7 +17,7 @@ from kapok.protocols import cose, messages
 from .. import notify
 from ..errors import Conflict, Invalid
 from ..keys import KeyStore
-from ..models import COMMAND_FINAL, Command, Device, Gateway
+from ..models import COMMAND_FINAL, Command, Device, Gateway, Message
 from . import audit
 
 CLOUD = "cloud"
@@ -200,6 +200,7 @@ def record_local(
     )
     session.add(command)
     session.flush()
+    _apply_early_result(session, device=device, command=command)
     audit.record(
         session,
         actor=f"gateway:{gateway.id}",
@@ -210,6 +211,35 @@ def record_local(
         now=now,
     )
     return command
+
+
+# How many of a device's uplinks received after a local command was signed
+# are searched for the node's verdict on it (see _apply_early_result).
+_EARLY_RESULT_SCAN = 500
+
+
+def _apply_early_result(session: Session, *, device: Device, command: Command) -> None:
+    """The agent forwards uplinks and reports its local commands on separate
+    loops, so the node's verdict on a gateway-signed command can reach the
+    cloud before the report does; apply_results found no command then and
+    skipped it. Look for it in the device's uplinks since the command was
+    signed (each already verified at ingest) and apply it now."""
+    later = session.scalars(
+        select(Message)
+        .where(Message.device_id == device.id, Message.rx_time >= command.created_at)
+        .order_by(Message.seq)
+        .limit(_EARLY_RESULT_SCAN)
+    )
+    for message in later:
+        try:
+            payload = cose.decode(message.cose)[3]
+            results = messages.parse_uplink(payload, device.id)["results"]
+        except ValueError:
+            continue
+        mine = [r for r in results if r[0] == command.cmd_id]
+        if mine:
+            apply_results(session, device=device, results=mine, seq=message.seq, at=message.rx_time)
+            return
 
 
 def apply_results(

@@ -192,3 +192,28 @@ def test_local_commands_that_do_not_check_out_are_refused(world, client):
     r = post({**body, "op": "valve.open", "cmd_id": 9, "cose": opening})
     assert r.status_code == 422 and "may sign only" in r.json()["detail"]
     assert world.ok("GET", f"/api/v1/devices/{a.gas}/commands") == []
+
+
+def test_a_verdict_that_arrives_before_the_local_command_report_is_kept(world, client):
+    # The agent forwards uplinks and reports local commands on separate
+    # loops: the node's result may reach the cloud first.
+    a = world.a
+    client.put(
+        "/api/v1/gateway/key",
+        json={"public_key": ed25519.public_key(GATEWAY_SEED).hex()},
+        headers=a.gateway_headers,
+    )
+    cmd_id = T0 * 1000
+    world.ingest(a, [(T0 + 60, meter_reading(a.gas, 1, T0 + 60, 1.0, results=[(cmd_id, 0)]))])
+    body = {
+        "device": a.gas,
+        "op": "valve.close",
+        "cmd_id": cmd_id,
+        "event": "gas.leak",
+        "at": T0 + 5,
+        "cose": local_command(a.gateway, a.gas, "valve.close", cmd_id).hex(),
+    }
+    r = client.post("/api/v1/gateway/local-commands", json=body, headers=a.gateway_headers)
+    assert r.status_code == 204, r.text
+    (c,) = world.ok("GET", f"/api/v1/devices/{a.gas}/commands")
+    assert (c["cmd_id"], c["state"]) == (cmd_id, "done")
