@@ -3,7 +3,9 @@ times are written.
 
 Catalogues are flat JSON files in `locales/` (`zh-CN.json` is the default,
 `en.json` the English switch), one key per visible string, `{name}`
-placeholders filled with `str.format`. The tests check both files have the
+placeholders filled with `str.format`. A feature may keep its strings in a
+file of its own, `locales/<lang>/<feature>.json`, merged into the language's
+catalogue (a key defined twice is an error). The tests check both files have the
 same keys and placeholders, and that every key the templates use exists.
 """
 
@@ -54,7 +56,15 @@ DECIMALS = {
 @cache
 def catalogue(lang: str) -> dict[str, str]:
     with open(LOCALES / f"{lang}.json", encoding="utf-8") as f:
-        return json.load(f)
+        messages = json.load(f)
+    for part in sorted((LOCALES / lang).glob("*.json")):
+        with open(part, encoding="utf-8") as f:
+            extra = json.load(f)
+        twice = sorted(set(extra) & set(messages))
+        if twice:
+            raise ValueError(f"{part.name} redefines {', '.join(twice)}")
+        messages.update(extra)
+    return messages
 
 
 def pick_language(*candidates: str | None) -> str:
