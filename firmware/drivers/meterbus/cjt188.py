@@ -28,6 +28,7 @@
 from micropython import const
 
 from .. import uartio
+from . import frame
 from .frame import FrameError, address, address_str, bcd, checksum, same_address
 
 _START = const(0x68)
@@ -97,44 +98,14 @@ def build_read_address(ser=0, big_endian_di=False):
 
 
 def find_frame(buf, n=None, pos=0):
-    """First complete frame with a valid checksum in buf[pos:n], skipping
-    preamble and noise. Returns (start, end), or (-1, need) where need is
-    how many more bytes could complete the earliest candidate."""
-    if n is None:
-        n = len(buf)
-    need = 0
-    i = pos
-    while i < n:
-        if buf[i] == _START:
-            if i + _HEAD > n:
-                end = i + _MIN
-            else:
-                length = buf[i + 10]
-                end = i + _MIN + length if length <= _MAX_DATA else -1
-                if 0 < end <= n:
-                    if buf[end - 1] == _END and checksum(buf, i, end - 2) == buf[end - 2]:
-                        return i, end
-                    end = -1
-            if end > n and (need == 0 or end - n < need):
-                need = end - n
-        i += 1
-    return -1, need or _MIN
+    """First complete frame with a valid checksum in buf[pos:n] (see
+    frame.find): (start, end), or (-1, need)."""
+    return frame.find(buf, len(buf) if n is None else n, pos, _HEAD, 10, _MAX_DATA)
 
 
 def diagnose(buf, n, pos=0):
-    """Why buf[pos:n] holds no usable frame: "timeout" (nothing but
-    preamble and the 00H/FFH an undriven line picks up: no answer), "crc"
-    (a complete frame failed its checksum) or "frame" (garbled, cut short)."""
-    code = "timeout"
-    for i in range(pos, n):
-        b = buf[i]
-        if b != _PREAMBLE and b != 0 and b != 0xFF:
-            code = "frame"
-        if b == _START and i + _HEAD <= n:
-            end = i + _MIN + buf[i + 10]
-            if end <= n and buf[end - 1] == _END and checksum(buf, i, end - 2) != buf[end - 2]:
-                return "crc"
-    return code
+    """Why buf[pos:n] holds no frame: "timeout", "crc" or "frame" (frame.diagnose)."""
+    return frame.diagnose(buf, n, pos, _HEAD, 10)
 
 
 def _di(b0, b1):

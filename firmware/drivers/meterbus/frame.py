@@ -1,6 +1,17 @@
 # Pieces both Chinese meter buses share: the 68H...CS 16H frame family uses
 # an 8-bit additive checksum, BCD numbers sent low byte first, and BCD
-# addresses printed high digit first on the meter's nameplate.
+# addresses printed high digit first on the meter's nameplate. The frame
+# search is one loop for both, told the header layout:
+#   head    bytes from the first 68H to the end of L (CJ/T 188 11, DL/T 645 10)
+#   len_at  offset of L from the first 68H (10, 9)
+#   start2  offset of a second 68H that must be there (DL/T 645 7), or 0
+# A frame is head + L + 2 bytes (CS and 16H).
+
+from micropython import const
+
+_START = const(0x68)
+_END = const(0x16)
+_PREAMBLE = const(0xFE)
 
 
 class FrameError(ValueError):
@@ -81,3 +92,44 @@ def address_str(buf, start, n):
         s += f"{buf[i]:02X}"
         i -= 1
     return s
+
+
+def find(buf, n, pos, head, len_at, max_data, start2=0):
+    """First complete frame with a valid checksum in buf[pos:n], skipping
+    preamble and noise. Returns (start, end), or (-1, need) where need is
+    how many more bytes could complete the earliest candidate."""
+    need = 0
+    i = pos
+    while i < n:
+        if buf[i] == _START:
+            if start2 and i + start2 < n and buf[i + start2] != _START:
+                end = -1
+            elif i + head > n:
+                end = i + head + 2
+            else:
+                length = buf[i + len_at]
+                end = i + head + 2 + length if length <= max_data else -1
+                if 0 < end <= n:
+                    if buf[end - 1] == _END and checksum(buf, i, end - 2) == buf[end - 2]:
+                        return i, end
+                    end = -1
+            if end > n and (need == 0 or end - n < need):
+                need = end - n
+        i += 1
+    return -1, need or head + 2
+
+
+def diagnose(buf, n, pos, head, len_at, start2=0):
+    """Why buf[pos:n] holds no usable frame: "timeout" (nothing but
+    preamble and the 00H/FFH an undriven line picks up: no answer), "crc"
+    (a complete frame failed its checksum) or "frame" (garbled, cut short)."""
+    code = "timeout"
+    for i in range(pos, n):
+        b = buf[i]
+        if b != _PREAMBLE and b != 0 and b != 0xFF:
+            code = "frame"
+        if b == _START and i + head <= n and (not start2 or buf[i + start2] == _START):
+            end = i + head + 2 + buf[i + len_at]
+            if end <= n and buf[end - 1] == _END and checksum(buf, i, end - 2) != buf[end - 2]:
+                return "crc"
+    return code
