@@ -14,6 +14,21 @@ import machine
 import network
 import onewire
 
+# The part of the board interface every microcontroller board shares: each
+# board.py takes these with `from mcu import *` and adds its own.
+__all__ = (
+    "DATA_DIR",
+    "SLOTS",
+    "Transport",
+    "connect",
+    "flash_sync",
+    "gateway_addr",
+    "random_bytes",
+    "set_unix_time",
+    "time_ms",
+    "unix_time",
+)
+
 DATA_DIR = "/data"
 SLOTS = "/slots"  # A/B slots as folders /slots/a, /slots/b (runtime/slots.py)
 _POLL_MS = 10  # how often a waiting recv() looks at its sockets

@@ -13,38 +13,17 @@
 import machine
 import mcu
 import pins
-from mcu import (
-    DATA_DIR,
-    SLOTS,
-    Transport,
-    connect,
-    flash_sync,
-    gateway_addr,
-    random_bytes,
-    set_unix_time,
-    time_ms,
-    unix_time,
-)
+from mcu import *  # noqa: F403  (the shared part of the board interface)
 from micropython import const
 
 NAME = "rp2"
-__all__ = (
-    "DATA_DIR",
+__all__ = mcu.__all__ + (
     "NAME",
-    "SLOTS",
     "WDT",
-    "Transport",
-    "connect",
     "deepsleep",
-    "flash_sync",
-    "gateway_addr",
     "peripherals",
-    "random_bytes",
     "reset",
     "reset_cause",
-    "set_unix_time",
-    "time_ms",
-    "unix_time",
 )
 
 # RP2040 watchdog SCRATCH0 (datasheet 4.7.6; the SDK's reboot code uses
