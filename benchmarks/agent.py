@@ -135,7 +135,9 @@ async def _aiocoap_front(agent, port: int):
 
     site = aiocoap.resource.Site()
     site.add_resource(["u"], Uplink())
-    return await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+    return await aiocoap.Context.create_server_context(
+        site, bind=("127.0.0.1", port), transports=["udp6"]
+    )
 
 
 class Server:

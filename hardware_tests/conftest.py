@@ -114,7 +114,7 @@ class Gateway:
             site = aiocoap.resource.Site()
             site.add_resource(["u"], Uplink())
             self._server = await aiocoap.Context.create_server_context(
-                site, bind=(self.host, self.port)
+                site, bind=(self.host, self.port), transports=["udp6"]
             )
             self._ready.set()
 

@@ -43,7 +43,10 @@ class Hub:
         site = aiocoap.resource.Site()
         site.add_resource(["c"], self.Commands(self))
         self.context = asyncio.run_coroutine_threadsafe(
-            aiocoap.Context.create_server_context(site, bind=("127.0.0.1", self.port)), self.loop
+            aiocoap.Context.create_server_context(
+                site, bind=("127.0.0.1", self.port), transports=["udp6"]
+            ),
+            self.loop,
         ).result(10)
 
     @property

@@ -254,7 +254,9 @@ def test_signed_uplink_and_block2_against_aiocoap_over_udp(tmp_path, keys):
         site.add_resource(["u"], uplink)
         site.add_resource(["fw", "x"], FirmwareResource(body))
         port = free_udp_port()
-        server = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+        server = await aiocoap.Context.create_server_context(
+            site, bind=("127.0.0.1", port), transports=["udp6"]
+        )
         t = UdpTransport()
         await t.open(0)
         try:
