@@ -51,16 +51,44 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
     db: str | None = DbOption,
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="worker processes on the one database (more than 1: PostgreSQL)"
+    ),
 ) -> None:
     """Upgrade the database, then serve the API and dashboard. The first
     start creates the user `admin` with the password in KAPOK_ADMIN_PASSWORD."""
+    import os
+
     import uvicorn
 
     from .main import create_app
 
+    if workers > 1 and _is_sqlite(db):
+        _fail(
+            f"--workers {workers} needs PostgreSQL (--db postgresql://...): SQLite has one "
+            "writer and no way to tell other processes of a queued command; use --workers 1"
+        )
     settings = _prepared(db)
-    typer.echo(f"kapok cloud: http://{host}:{port}/ (database {_safe_url(settings)})", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    typer.echo(
+        f"kapok cloud: http://{host}:{port}/ (database {_safe_url(settings)}, "
+        f"{workers} worker{'s' if workers > 1 else ''})",
+        err=True,
+    )
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    # each worker process builds its app from the environment (create_app());
+    # the database was migrated and the keys made once, here
+    if db:
+        os.environ["KAPOK_DB"] = db
+    uvicorn.run(
+        "kapok.cloud.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 @app.command("add-gateway")
@@ -133,6 +161,18 @@ def rotate_key(
     finally:
         engine.dispose()
     typer.echo(public)
+
+
+def _is_sqlite(db: str | None) -> bool:
+    from sqlalchemy.engine import make_url
+
+    from .core.db import normalize_url
+
+    try:
+        url = Settings.from_env(db=db).database_url
+        return make_url(normalize_url(url)).get_backend_name() == "sqlite"
+    except Exception:  # a bad URL or setting: _prepared says what is wrong
+        return False
 
 
 def _safe_url(settings: Settings) -> str:

@@ -8,6 +8,7 @@ at `/static`.
 import asyncio
 import contextlib
 import importlib.util
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +41,7 @@ from .core.config import Settings
 from .core.db import make_engine, session_factory
 from .errors import CloudError
 from .keys import KeyStore
-from .notify import CommandNotifier
+from .notify import CommandNotifier, PostgresListener
 
 API_PREFIX = "/api/v1"
 WEB = Path(__file__).resolve().parent / "web"
@@ -57,8 +58,9 @@ def api_router() -> APIRouter:
 
     @api.get("/health", tags=["health"])
     def health() -> dict:
-        """No login needed: for load balancers and start-up scripts."""
-        return {"status": "ok", "version": __version__}
+        """No login needed: for load balancers and start-up scripts; `worker`
+        is the answering process (several run behind one address)."""
+        return {"status": "ok", "version": __version__, "worker": os.getpid()}
 
     return api
 
@@ -74,10 +76,16 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        # other workers' commands wake this one's long polls (notify.py)
+        listener = None
+        if engine.dialect.name == "postgresql":
+            listener = PostgresListener(notifier, engine).start()
         task = asyncio.create_task(run_forever(app)) if settings.background_checks else None
         try:
             yield
         finally:
+            if listener is not None:
+                listener.stop()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -49,6 +49,9 @@ class Settings(BaseModel):
     command_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     command_max_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     long_poll_max_seconds: float = Field(default=30, ge=0)
+    # a waiting long poll looks at the database again this often on its own;
+    # queued commands wake it at once (every worker on PostgreSQL: notify.py)
+    long_poll_recheck_seconds: float = Field(default=10, gt=0)
 
     # firmware
     max_bundle_bytes: int = Field(default=16 * 1024 * 1024, ge=1)

@@ -104,11 +104,9 @@ def test_the_gateway_fetches_and_reports_delivery(world, client):
     assert status("exploded").status_code == 422
 
 
-def test_the_long_poll_returns_as_soon_as_a_command_is_queued(world, client, monkeypatch):
-    from kapok.cloud.api.routes import gateway
-
+def test_the_long_poll_returns_as_soon_as_a_command_is_queued(world, client, settings, monkeypatch):
     # no periodic look: only the notification of the new command can wake it
-    monkeypatch.setattr(gateway, "RECHECK_SECONDS", 60)
+    monkeypatch.setattr(settings, "long_poll_recheck_seconds", 60)
     a = world.a
     result = {}
 

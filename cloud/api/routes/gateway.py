@@ -24,10 +24,6 @@ from ..deps import gateway_token as gateway_bearer
 
 router = APIRouter(prefix="/gateway", tags=["gateway"])
 
-# how often a long poll looks again on its own (commands queued by another
-# worker process do not wake it)
-RECHECK_SECONDS = 2.0
-
 
 @router.get("/registry", responses={304: {"description": "unchanged since If-None-Match"}})
 def registry(
@@ -137,7 +133,10 @@ async def poll_commands(
             if fresh or remaining <= 0 or await request.is_disconnected():
                 return found
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), timeout=min(remaining, RECHECK_SECONDS))
+                await asyncio.wait_for(
+                    waiter.wait(),
+                    timeout=min(remaining, app.state.settings.long_poll_recheck_seconds),
+                )
         finally:
             notifier.unsubscribe(gateway.id, waiter)
 
