@@ -137,6 +137,12 @@ def connect(path: Path, *, max_page_count: int | None = None) -> sqlite3.Connect
     return conn
 
 
+# group commit: a commit waits up to GROUP_LINGER seconds for more uplinks
+# unless GROUP_TARGET are already waiting
+GROUP_LINGER = 0.001
+GROUP_TARGET = 32
+
+
 class Store:
     def __init__(
         self,
@@ -268,6 +274,10 @@ class Store:
     async def _writer(self) -> None:
         while True:
             await self._wake.wait()
+            if len(self._pending) < GROUP_TARGET and not self._closing:
+                # let the uplinks already in the socket buffer join this
+                # commit: one fsync for many (they are answered after it)
+                await asyncio.sleep(GROUP_LINGER)
             self._wake.clear()
             group, self._pending = self._pending, []
             if not group:

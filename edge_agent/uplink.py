@@ -94,9 +94,10 @@ class UplinkService:
                 ),
             )
         try:
-            tag, protected, unprotected, payload, _sig = cose.decode(body)
+            parsed = cose.parse(body)  # parsed once: the verify below takes it
         except cose.CoseError as e:
             raise self._fail("bad_request", coap.BadRequest(f"COSE: {e}")) from None
+        tag, _, protected, unprotected, payload, _ = parsed
         if content_format is not None and content_format != tag:
             raise self._fail(
                 "bad_request",
@@ -128,11 +129,11 @@ class UplinkService:
             if tag == _SIGN1:
                 if device.public_key is None:
                     raise cose.CoseError(f"{device_id} signs with COSE_Mac0")
-                cose.verify1(body, device.public_key)
+                cose.verify1(parsed, device.public_key)
             else:
                 if device.mac_key is None:
                     raise cose.CoseError(f"{device_id} signs with COSE_Sign1")
-                cose.verify_mac0(body, device.mac_key)
+                cose.verify_mac0(parsed, device.mac_key)
         except cose.CoseError as e:
             raise self._fail("bad_signature", coap.Unauthorized(str(e))) from None
         # 5. replay

@@ -517,6 +517,9 @@ class _Decoder:
         if self.items < 0:
             raise DecodeError("more than %d data items at offset %d" % (self.max_items, pos))
         ib = data[pos]
+        if ib < 24:  # the commonest item: a small unsigned integer
+            self.pos = pos + 1
+            return ib
         mt = ib >> 5
         ai = ib & 0x1F
         if mt == 7:

@@ -77,6 +77,12 @@ def _check_labels(m, what):
             raise CoseError(what + " header label must be an integer or text")
 
 
+# Protected headers seen (Kapok's are 3 bytes, {1: -8} or {1: 4}): parsed
+# once, not for every message. Bounded: a sender of odd headers pays the
+# parse each time.
+_PROTECTED = {}
+
+
 def _parse(msg):
     # -> (tag, protected bytes, protected map, unprotected map, payload, sig)
     obj = _loads(_bytes(msg, "COSE message"), "COSE message")
@@ -92,9 +98,15 @@ def _parse(msg):
     if not isinstance(pbytes, bytes):
         raise CoseError("protected header must be a byte string")
     if pbytes:
-        prot = _loads(pbytes, "protected header")
-        if not isinstance(prot, dict):
-            raise CoseError("protected header must be a map")
+        prot = _PROTECTED.get(pbytes)
+        if prot is None:
+            prot = _loads(pbytes, "protected header")
+            if not isinstance(prot, dict):
+                raise CoseError("protected header must be a map")
+            if len(_PROTECTED) < 8 and len(pbytes) <= 8:
+                _PROTECTED[pbytes] = dict(prot)
+        else:
+            prot = dict(prot)  # the caller's own copy: the cache stays as parsed
     else:
         # RFC 9052 §3: an empty protected header is a zero-length bstr
         prot = {}
@@ -131,6 +143,18 @@ def decode(msg):
     payload or None, signature/tag bytes). Raises CoseError when malformed."""
     tag, _, prot, unprot, payload, sig = _parse(msg)
     return tag, prot, unprot, payload, sig
+
+
+def parse(msg):
+    """Parse once without verifying: (tag, protected bytes, protected map,
+    unprotected map, payload or None, signature/tag bytes). verify1 and
+    verify_mac0 take this tuple in place of the message bytes, so a caller
+    that looked at the kid first does not parse the message twice."""
+    return _parse(msg)
+
+
+def _parsed(msg):
+    return msg if isinstance(msg, tuple) else _parse(msg)
 
 
 def kid(msg):
@@ -200,11 +224,12 @@ def _check_alg(prot, unprot, want):
 
 def verify1(msg, pub32):
     """Verify a tagged COSE_Sign1 (EdDSA) with the Ed25519 public key and
-    return the payload bytes; CoseError (a ValueError) otherwise."""
+    return the payload bytes; CoseError (a ValueError) otherwise. `msg` is
+    the message bytes or what parse() made of them."""
     from . import ed25519
 
     pub32 = _key(pub32, 32, "Ed25519 public key")
-    tag, pbytes, prot, unprot, payload, sig = _parse(msg)
+    tag, pbytes, prot, unprot, payload, sig = _parsed(msg)
     if tag != TAG_SIGN1:
         raise CoseError("not a COSE_Sign1 (tag %d)" % tag)
     _check_alg(prot, unprot, ALG_EDDSA)
@@ -235,11 +260,12 @@ def mac0(payload, key32, kid):
 
 def verify_mac0(msg, key32):
     """Verify a tagged COSE_Mac0 (HMAC 256/64) and return the payload bytes;
-    CoseError (a ValueError) otherwise. The tag compare is constant-time."""
+    CoseError (a ValueError) otherwise. The tag compare is constant-time.
+    `msg` is the message bytes or what parse() made of them."""
     from . import hmac
 
     key32 = _key(key32, 32, "MAC key")
-    tag, pbytes, prot, unprot, payload, mac = _parse(msg)
+    tag, pbytes, prot, unprot, payload, mac = _parsed(msg)
     if tag != TAG_MAC0:
         raise CoseError("not a COSE_Mac0 (tag %d)" % tag)
     _check_alg(prot, unprot, ALG_HMAC256_64)

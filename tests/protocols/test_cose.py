@@ -140,6 +140,34 @@ def test_decode_and_alg_report_headers():
     assert cose.alg(cose.mac0(b"x", MACKEY, KID_)) == 4
 
 
+def test_a_message_parsed_once_verifies_like_its_bytes():
+    sign1, mac0 = cose.sign1(b"reading", SEED, KID_), cose.mac0(b"reading", MACKEY, KID_)
+    assert cose.verify1(cose.parse(sign1), PUB) == cose.verify1(sign1, PUB) == b"reading"
+    assert cose.verify_mac0(cose.parse(mac0), MACKEY) == b"reading"
+    with pytest.raises(cose.CoseError, match="bad signature"):
+        cose.verify1(cose.parse(sign1), PUB2)
+    with pytest.raises(cose.CoseError, match="not a COSE_Mac0"):
+        cose.verify_mac0(cose.parse(sign1), MACKEY)
+    tampered = bytearray(sign1)
+    tampered[-1] ^= 1
+    with pytest.raises(cose.CoseError):
+        cose.verify1(cose.parse(bytes(tampered)), PUB)
+
+
+def test_protected_headers_are_parsed_once_but_each_caller_gets_its_own():
+    msg = cose.sign1(b"x", SEED, KID_)
+    _, _, prot, _, _ = cose.decode(msg)
+    prot[1] = 4  # a caller scribbling on what it was given ...
+    assert cose.decode(msg)[1] == {1: -8}  # ... changes nothing for the next one
+    assert cose.verify1(msg, PUB) == b"x"
+    # odd protected headers are still checked every time, cached or not
+    for bad in (b"\x80", b"\xa1\x01", b"\x01"):
+        forged = cbor2.dumps(cbor2.CBORTag(18, [bad, {4: KID_}, b"x", bytes(64)]))
+        for _ in range(2):
+            with pytest.raises(cose.CoseError):
+                cose.decode(forged)
+
+
 def test_sign1_without_kid_has_empty_unprotected_header():
     msg = cose.sign1(b"x", SEED, None)
     assert cbor2.loads(msg).value[1] == {}
