@@ -7,7 +7,7 @@ import time
 from sqlalchemy import inspect, select
 
 from .core.config import Settings
-from .core.db import make_engine, session_factory, session_scope, upgrade
+from .core.db import engine_for, session_factory, session_scope, upgrade
 from .crud import users
 from .keys import KeyStore, sync_records
 from .models import User
@@ -21,7 +21,7 @@ def prepare(settings: Settings, *, now: float | None = None) -> None:
     now = time.time() if now is None else now
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         fresh = not inspect(engine).has_table("users")
         if (fresh or not _has_users(engine)) and not settings.admin_password:

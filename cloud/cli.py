@@ -100,13 +100,13 @@ def add_gateway(
     """Register a gateway; prints {"id": ..., "token": ...} (the token only this once)."""
     from sqlalchemy import select
 
-    from .core.db import make_engine, session_factory, session_scope
+    from .core.db import engine_for, session_factory, session_scope
     from .crud import audit, gateways
     from .errors import CloudError
     from .models import Community
 
     settings = _prepared(db)
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         with session_scope(session_factory(engine)) as session:
             found = None
@@ -140,14 +140,14 @@ def rotate_key(
     db: str | None = DbOption,
 ) -> None:
     """Replace a signing key; prints the new public key (hex)."""
-    from .core.db import make_engine, session_factory, session_scope
+    from .core.db import engine_for, session_factory, session_scope
     from .crud import keys as keys_crud
     from .keys import KEY_NAMES, KeyStore
 
     if name not in KEY_NAMES:
         _fail(f"unknown key {name!r} (one of {', '.join(KEY_NAMES)})")
     settings = _prepared(db)
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         with session_scope(session_factory(engine)) as session:
             record = keys_crud.rotate(

@@ -38,7 +38,7 @@ from .api.routes import (
 )
 from .checks import run_forever
 from .core.config import Settings
-from .core.db import make_engine, session_factory
+from .core.db import engine_for, session_factory
 from .errors import CloudError
 from .keys import KeyStore
 from .notify import CommandNotifier, PostgresListener
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     """The app for `settings` (default: from the environment). The database
     must be migrated and the keys created first (`bootstrap.prepare`)."""
     settings = settings or Settings.from_env()
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     sessions = session_factory(engine)
     notifier = CommandNotifier()
     notifier.attach(sessions)
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         # other workers' commands wake this one's long polls (notify.py)
         listener = None
         if engine.dialect.name == "postgresql":
-            listener = PostgresListener(notifier, engine).start()
+            listener = PostgresListener(notifier, settings.listen_url).start()
         task = asyncio.create_task(run_forever(app)) if settings.background_checks else None
         try:
             yield

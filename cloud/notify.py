@@ -21,8 +21,11 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from .core.db import normalize_url
 
 PENDING = "kapok.notify_gateways"
 CHANNEL = "kapok_commands"
@@ -93,10 +96,14 @@ class PostgresListener:
     backoff; after a reconnect it wakes every poll, since notifications sent
     while it was away are lost."""
 
-    def __init__(self, notifier: CommandNotifier, engine: Engine, *, retry_max: float = 10.0):
+    def __init__(self, notifier: CommandNotifier, url: str, *, retry_max: float = 10.0):
+        """`url`: the PostgreSQL server itself (a pooler in transaction mode
+        would hand the LISTEN's session to others)."""
         self.notifier = notifier
-        self.conninfo = engine.url.set(drivername="postgresql").render_as_string(
-            hide_password=False
+        self.conninfo = (
+            make_url(normalize_url(url))
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
         )
         self.retry_max = retry_max
         self._stop = threading.Event()

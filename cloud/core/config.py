@@ -7,8 +7,9 @@ command line uses; tests build `Settings(...)` directly.
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 ENV_PREFIX = "KAPOK_"
 
@@ -24,6 +25,12 @@ class Settings(BaseModel):
     data_dir: Path = Field(default_factory=default_data_dir)
     # SQLAlchemy URL or plain `postgresql://...`; empty = `kapok.db` in data_dir
     db: str = ""
+    # "pgbouncer": `db` goes through a pooler in transaction mode, so no
+    # server-side prepared statements, and the LISTEN for command wake-ups
+    # (which needs a session of its own) goes to `listen_db`, straight to
+    # the PostgreSQL server
+    db_pooler: Literal["", "pgbouncer"] = ""
+    listen_db: str = ""
     # password of the user `admin`, needed only when the database has no user yet
     admin_password: str | None = None
 
@@ -71,6 +78,20 @@ class Settings(BaseModel):
         if n & (n - 1):
             raise ValueError("scrypt_n must be a power of two")
         return n
+
+    @model_validator(mode="after")
+    def _pooler_needs_a_direct_listen(self) -> "Settings":
+        if self.db_pooler and not self.listen_db:
+            raise ValueError(
+                "KAPOK_DB_POOLER is set: KAPOK_LISTEN_DB must name the PostgreSQL server "
+                "itself (LISTEN does not work through a pooler in transaction mode)"
+            )
+        return self
+
+    @property
+    def listen_url(self) -> str:
+        """Where worker processes LISTEN for each other's commands."""
+        return self.listen_db or self.database_url
 
     @property
     def database_url(self) -> str:

@@ -27,7 +27,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, *, prepared_statements: bool = True, **kwargs) -> Engine:
+    """An engine for `url`. `prepared_statements=False`: psycopg never
+    prepares statements on the server, as a pooler in transaction mode
+    (PgBouncer before 1.21) needs: the next transaction may run on another
+    server connection that never saw them."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -45,7 +49,14 @@ def make_engine(url: str, **kwargs) -> Engine:
         # PostgreSQL is there for scale.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
+    if not prepared_statements:
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "prepare_threshold": None}
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def engine_for(settings) -> Engine:
+    """The engine of the database `settings` name (core.config.Settings)."""
+    return make_engine(settings.database_url, prepared_statements=not settings.db_pooler)
 
 
 def _sqlite_pragmas(dbapi_conn, _record):

@@ -181,3 +181,20 @@ def test_one_checks_round_at_a_time(app, backend, clock):
 def test_health_names_the_worker(client):
     # /health names the answering process: it is what tells workers apart above
     assert client.get("/api/v1/health").json()["worker"] == os.getpid()
+
+
+def test_a_pooler_without_a_direct_listen_url_is_refused_at_start(tmp_path):
+    proc = cli(
+        "serve",
+        "--port",
+        str(free_port()),
+        environ=env(
+            tmp_path,
+            KAPOK_ADMIN_PASSWORD=PASSWORD,
+            KAPOK_DB="postgresql://kapok@127.0.0.1:6432/kapok",
+            KAPOK_DB_POOLER="pgbouncer",
+        ),
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "KAPOK_LISTEN_DB" in lines[0], proc.stderr
