@@ -21,6 +21,7 @@ from kapok import __version__
 
 from .api.routes import (
     alarms,
+    api_keys,
     audit,
     auth,
     billing,
@@ -33,6 +34,7 @@ from .api.routes import (
     gateways,
     ingest,
     keys,
+    platform,
     units,
     users,
 )
@@ -53,7 +55,7 @@ def api_router() -> APIRouter:
         api.include_router(module.router)
     api.include_router(users.router)  # /users/me before /users/{id}
     api.include_router(users.admin)
-    for module in (ingest, gateway, firmware, billing, audit, keys):
+    for module in (ingest, gateway, firmware, billing, audit, keys, api_keys, platform):
         api.include_router(module.router)
 
     @api.get("/health", tags=["health"])

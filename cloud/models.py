@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -178,7 +179,10 @@ class Message(Base):
 
 class Reading(Base):
     __tablename__ = "readings"
-    __table_args__ = (Index("ix_readings_device_name_t", "device_id", "name", "t"),)
+    __table_args__ = (
+        Index("ix_readings_device_name_t", "device_id", "name", "t"),
+        Index("ix_readings_tx_id", "tx", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
@@ -192,6 +196,10 @@ class Reading(Base):
     t: Mapped[float] = mapped_column(Float)
     # "record" (bt + t), "message" (the message's key 2) or "gateway" (receive time)
     time_source: Mapped[str] = mapped_column(String(8))
+    # PostgreSQL: the 64-bit id of the inserting transaction (a server default),
+    # for cursors that never skip a row committed late (crud/platform.py);
+    # SQLite: null (one writer: ids commit in order)
+    tx: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
 
 
 class Event(Base):
@@ -231,6 +239,7 @@ class Alarm(Base):
     __tablename__ = "alarms"
     __table_args__ = (
         Index("ix_alarms_community_state_opened", "community_id", "state", "opened_at"),
+        Index("ix_alarms_tx_id", "tx", "id"),
         # one alarm per device and code until it is resolved (dedup)
         Index(
             "uq_alarms_device_code_unresolved",
@@ -259,6 +268,9 @@ class Alarm(Base):
     note: Mapped[str | None] = mapped_column(Text)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     escalated_at: Mapped[float | None] = mapped_column(Float)
+    # the inserting transaction on PostgreSQL, as Reading.tx (FetchedValue: the
+    # ORM leaves the column out of its INSERT, so the server's default applies)
+    tx: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
 
 
 class Command(Base):
@@ -428,3 +440,47 @@ class KeyRecord(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[float] = mapped_column(Float)
     retired_at: Mapped[float | None] = mapped_column(Float)
+
+
+# ------------------------------------------------------------ outside systems
+
+
+class ApiKey(Base):
+    """A read-only key of an outside system (a city platform, a utility):
+    it reads the readings and alarms of its communities, at a rate limit.
+    Only the SHA-256 of the key is kept; the key is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown, so people tell keys apart
+    rate_per_minute: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    last_used_at: Mapped[float | None] = mapped_column(Float)
+
+
+class ApiKeyCommunity(Base):
+    __tablename__ = "api_key_communities"
+
+    api_key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class ApiKeyUsage(Base):
+    """Requests of a key per minute: the rate limit, shared by every worker."""
+
+    __tablename__ = "api_key_usage"
+
+    api_key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix time // 60
+    count: Mapped[int] = mapped_column(Integer)

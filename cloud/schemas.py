@@ -494,3 +494,80 @@ class AuditPublic(Public):
     target: str
     community: int | None = Field(validation_alias="community_id")
     detail: dict[str, Any]
+
+
+# ------------------------------------------------------------ outside systems
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, examples=["城市运行管理平台"])
+    communities: list[int] = Field(min_length=1, examples=[[1, 2]])
+    rate_per_minute: int = Field(default=120, ge=1, le=6000)
+
+
+class ApiKeyPublic(Public):
+    id: int
+    name: str
+    prefix: str = Field(description="the key's first characters, to tell keys apart")
+    communities: list[int]
+    rate_per_minute: int
+    created_at: float
+    created_by: str
+    revoked_at: float | None
+    last_used_at: float | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="the key itself: shown this once, only its hash is kept")
+
+
+class PlatformReading(BaseModel):
+    id: int
+    device: str
+    community: int
+    unit: int | None
+    seq: int
+    t: float
+    n: str
+    u: str | None
+    v: float | bool | str | None
+    time_source: Literal["record", "message", "gateway"]
+    cose: str | None = Field(
+        default=None,
+        description="with cose=true: the node's original signed message (hex), which "
+        "`kapok verify` checks against the device's public key",
+    )
+
+
+class ReadingPage(BaseModel):
+    items: list[PlatformReading]
+    cursor: str = Field(description="pass as `cursor` for the next page; the same when empty")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": 1841,
+                            "device": "gm-0001a3",
+                            "community": 1,
+                            "unit": 12,
+                            "seq": 5021,
+                            "t": 1767225600.0,
+                            "n": "vol",
+                            "u": "m3",
+                            "v": 123.456,
+                            "time_source": "record",
+                        }
+                    ],
+                    "cursor": "MTIzNDU6MTg0MQ",
+                }
+            ]
+        }
+    )
+
+
+class AlarmPage(BaseModel):
+    items: list[AlarmPublic]
+    cursor: str

@@ -12,12 +12,18 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
+from fastapi.security import (
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordBearer,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..core.config import Settings
 from ..core.db import session_scope
+from ..crud import api_keys as api_keys_crud
 from ..crud import gateways as gateways_crud
 from ..crud import users as users_crud
 from ..errors import Forbidden, NotFound, Unauthorized
@@ -122,10 +128,12 @@ CurrentGateway = Annotated[Gateway, Depends(get_current_gateway)]
 
 @dataclass(frozen=True)
 class Scope:
-    """What the calling user may see: `communities` None means everything
-    (admins). Every loader raises NotFound for what is out of scope."""
+    """What the caller may see: `communities` None means everything
+    (admins). Every loader raises NotFound for what is out of scope. `user`
+    is None for an outside system's API key (read-only routes of its
+    communities: `get_api_key_scope`)."""
 
-    user: User
+    user: User | None
     session: Session
     communities: frozenset[int] | None
 
@@ -204,6 +212,38 @@ def get_scope(user: CurrentUser, session: SessionDep) -> Scope:
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="a read-only key from `POST /api/v1/api-keys` (kapok_ak_...)",
+    auto_error=False,
+)
+
+
+def get_api_key_scope(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    key: Annotated[str | None, Depends(api_key_header)],
+) -> Scope:
+    """The communities of a valid, unrevoked API key; each request counted
+    against its rate in a transaction of its own (the count must hold however
+    the request ends)."""
+    if not key:
+        raise Unauthorized("X-API-Key required")
+    # The key's own transaction comes first: the request's session has not
+    # begun yet, so on SQLite (BEGIN IMMEDIATE) the two never wait on each other.
+    with session_scope(request.app.state.sessions) as counting:
+        found = api_keys_crud.key_by_token(counting, token=key)
+        if found is None:
+            raise Unauthorized("unknown or revoked API key")
+        communities = frozenset(api_keys_crud.communities_of(counting, found))
+        api_keys_crud.count_request(counting, key=found, now=now)
+    return Scope(None, session, communities)
+
+
+ApiKeyScopeDep = Annotated[Scope, Depends(get_api_key_scope)]
 
 
 # Objects named by the `{id}` path parameter, loaded through the scope. As
