@@ -32,6 +32,7 @@ from .api.routes import (
     gateways,
     ingest,
     keys,
+    rules,
     units,
     users,
 )
@@ -52,7 +53,7 @@ def api_router() -> APIRouter:
         api.include_router(module.router)
     api.include_router(users.router)  # /users/me before /users/{id}
     api.include_router(users.admin)
-    for module in (ingest, gateway, firmware, billing, audit, keys):
+    for module in (ingest, gateway, firmware, billing, audit, keys, rules):
         api.include_router(module.router)
 
     @api.get("/health", tags=["health"])

@@ -259,6 +259,9 @@ class Alarm(Base):
     note: Mapped[str | None] = mapped_column(Text)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     escalated_at: Mapped[float | None] = mapped_column(Float)
+    # the condition ended (readings back within limits, the device heard
+    # again); the alarm stays until resolved, by a person or by the rules
+    cleared_at: Mapped[float | None] = mapped_column(Float)
 
 
 class Command(Base):
@@ -428,3 +431,23 @@ class KeyRecord(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[float] = mapped_column(Float)
     retired_at: Mapped[float | None] = mapped_column(Float)
+
+
+# ------------------------------------------------------------ community rules
+
+
+class RuleVersion(Base):
+    """One version of a community's rules and thresholds (rule_defaults.py
+    shape). Never changed: every change is a new row; the current rules are
+    the highest version, and a community without rows runs the defaults."""
+
+    __tablename__ = "rule_versions"
+    __table_args__ = (UniqueConstraint("community_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    rules: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
