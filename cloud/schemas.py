@@ -552,9 +552,9 @@ def _check_range(name: str, pair: list[Bound]) -> list[Bound]:
 class QualityLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ph: tuple[Bound, Bound] | None = None
-    turb: tuple[Bound, Bound] | None = None
-    cl: tuple[Bound, Bound] | None = None
+    ph: list[Bound] | None = Field(default=None, min_length=2, max_length=2)
+    turb: list[Bound] | None = Field(default=None, min_length=2, max_length=2)
+    cl: list[Bound] | None = Field(default=None, min_length=2, max_length=2)
 
     @field_validator("ph", "turb", "cl")
     @classmethod
