@@ -61,6 +61,9 @@ def targets(world, client):
         201,
         json={"release": release, "communities": [a.community]},
     )["id"]
+    world.ok(
+        "PUT", f"/api/v1/communities/{a.community}/rules", json={"battery_low_v": 3.2}
+    )  # rules version 1
     return {
         "communities": a.community,
         "buildings": a.building,
@@ -74,6 +77,7 @@ def targets(world, client):
         "users": 1,
         "keys": "cloud",
         "seq": 1,
+        "versions": 1,
     }
 
 
