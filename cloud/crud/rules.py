@@ -233,34 +233,64 @@ def sync_thresholds(
     )
     sent = []
     for device in devices:
-        has_battery = device.id in with_battery
-        wanted = wanted_thresholds(device.kind, rules, has_battery=has_battery)
-        if not wanted:
-            continue
-        last = _last_sent(session, device.id)
-        if last is not None and last.state != "failed" and last.state != "expired":
-            before = {**_firmware_defaults(device.kind), **(last.args or {})}
-        else:
-            before = _firmware_defaults(device.kind)
-        changed = {k: v for k, v in wanted.items() if before.get(k) != v}
-        if not changed:
-            continue
-        # the whole set the device should run, so a lost earlier command
-        # cannot leave it half-updated
-        sent.append(
-            commands_crud.create_command(
-                session,
-                device=device,
-                op=THRESHOLDS_OP,
-                args=wanted,
-                ttl=ttl,
-                keys=keys,
-                now=now,
-                by=None,
-                source=SOURCE,
-            )
+        command = _sync_one(
+            session,
+            device=device,
+            rules=rules,
+            has_battery=device.id in with_battery,
+            keys=keys,
+            ttl=ttl,
+            now=now,
         )
+        if command is not None:
+            sent.append(command)
     return sent
+
+
+def sync_device(
+    session: Session, *, device: Device, keys: KeyStore, ttl: int, now: float
+) -> Command | None:
+    """A device just registered gets its community's thresholds, when they
+    differ from its firmware's defaults."""
+    rules = current(session, community_id=device.community_id)[1]
+    return _sync_one(
+        session, device=device, rules=rules, has_battery=False, keys=keys, ttl=ttl, now=now
+    )
+
+
+def _sync_one(
+    session: Session,
+    *,
+    device: Device,
+    rules: dict,
+    has_battery: bool,
+    keys: KeyStore,
+    ttl: int,
+    now: float,
+) -> Command | None:
+    wanted = wanted_thresholds(device.kind, rules, has_battery=has_battery)
+    if not wanted:
+        return None
+    last = _last_sent(session, device.id)
+    if last is not None and last.state not in ("failed", "expired"):
+        before = {**_firmware_defaults(device.kind), **(last.args or {})}
+    else:
+        before = _firmware_defaults(device.kind)
+    if all(before.get(k) == v for k, v in wanted.items()):
+        return None
+    # the whole set the device should run, so a lost earlier command
+    # cannot leave it half-updated
+    return commands_crud.create_command(
+        session,
+        device=device,
+        op=THRESHOLDS_OP,
+        args=wanted,
+        ttl=ttl,
+        keys=keys,
+        now=now,
+        by=None,
+        source=SOURCE,
+    )
 
 
 def delivery(session: Session, *, community_id: int) -> list[dict]:

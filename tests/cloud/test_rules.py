@@ -253,3 +253,17 @@ def test_life_safety_alarms_never_resolve_by_themselves(world, app):
     run_checks(app, T0 + 3600)
     [got] = [x for x in world.ok("GET", "/api/v1/alarms") if x["code"] == "gas.leak"]
     assert (got["state"], got["cleared"]) == ("open", True)
+
+
+def test_a_device_registered_later_gets_the_communitys_thresholds(world):
+    a = world.a
+    put(world, a, {"quality": {"cl": [0.3, 2]}})  # a station at the works outlet
+    world.register("wq-a2", "water-quality", a.gateway, unit=a.unit)
+    world.register("wq-b2", "water-quality", world.b.gateway, unit=world.b.unit)
+    [sent] = world.ok("GET", "/api/v1/devices/wq-a2/commands")
+    assert (sent["op"], sent["args"]["cl"], sent["args"]["turb"]) == (
+        "thresholds.set",
+        [0.3, 2.0],
+        [None, 1.0],
+    )
+    assert world.ok("GET", "/api/v1/devices/wq-b2/commands") == []  # B runs the defaults
