@@ -208,8 +208,15 @@ def check_silent(session: Session, *, now: float, factor: float) -> list[Alarm]:
         select(Device).where(
             Device.removed_at.is_(None),
             due,
+            # a silent alarm that cleared (heard, not yet resolved) is
+            # raised again: raise_alarm folds into it and un-clears it
             ~select(Alarm.id)
-            .where(Alarm.device_id == Device.id, Alarm.code == SILENT, Alarm.state != "resolved")
+            .where(
+                Alarm.device_id == Device.id,
+                Alarm.code == SILENT,
+                Alarm.state != "resolved",
+                Alarm.cleared_at.is_(None),
+            )
             .exists(),
         )
     ).all()

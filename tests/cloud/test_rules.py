@@ -267,3 +267,18 @@ def test_a_device_registered_later_gets_the_communitys_thresholds(world):
         [None, 1.0],
     )
     assert world.ok("GET", "/api/v1/devices/wq-b2/commands") == []  # B runs the defaults
+
+
+def test_a_silent_alarm_kept_after_clearing_comes_back_when_the_device_falls_silent_again(
+    world, app
+):
+    a = world.a
+    put(world, a, {"silent_minutes": {"hub": 10}, "auto_resolve_minutes": {"silent": None}})
+    run_checks(app, T0 + 601)
+    hub = uplink(a.hub, 1, T0 + 700, records=[senml.record("temp", 20.0)])
+    world.ingest(a, [(T0 + 700, hub)])
+    [alarm] = [x for x in world.ok("GET", "/api/v1/alarms") if x["code"] == "silent"]
+    assert (alarm["state"], alarm["cleared"]) == ("open", True)  # a person resolves it
+    run_checks(app, T0 + 700 + 601)
+    got = world.ok("GET", f"/api/v1/alarms/{alarm['id']}")
+    assert (got["state"], got["cleared"], got["count"]) == ("open", False, 2)
