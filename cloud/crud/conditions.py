@@ -29,37 +29,50 @@ def _latest(readings: list[dict]) -> dict[str, float]:
     return out
 
 
-def check_readings(
-    session: Session, *, device: Device, readings: list[dict], rules: dict, now: float
-) -> None:
-    values = _latest(readings)
-    names = [n for n in values if n == "bat" or n in QUALITY_EVENTS]
-    if not names:
-        return
-    codes = [BATTERY if n == "bat" else QUALITY_EVENTS[n] for n in names]
-    open_ = {
-        a.code: a
-        for a in session.scalars(
-            select(Alarm).where(
-                Alarm.device_id == device.id, Alarm.code.in_(codes), Alarm.state != "resolved"
-            )
+CODES = (BATTERY, *QUALITY_EVENTS.values())
+
+
+def open_alarms(session: Session, device_ids: list[str]) -> dict[tuple[str, str], Alarm]:
+    """The unresolved battery and quality alarms of these devices, in one
+    query for a whole ingest batch."""
+    if not device_ids:
+        return {}
+    rows = session.scalars(
+        select(Alarm).where(
+            Alarm.device_id.in_(device_ids), Alarm.code.in_(CODES), Alarm.state != "resolved"
         )
-    }
-    for name in names:
-        v = values[name]
+    )
+    return {(a.device_id, a.code): a for a in rows}
+
+
+def check_readings(
+    session: Session,
+    *,
+    device: Device,
+    readings: list[dict],
+    rules: dict,
+    now: float,
+    alarms_open: dict[tuple[str, str], Alarm],
+) -> None:
+    """One message's readings against the rules; `alarms_open` (from
+    open_alarms, for the batch) is kept up to date with what it raises."""
+    values = _latest(readings)
+    for name, v in values.items():
         if name == "bat":
             code, low, high, band = BATTERY, rules["battery_low_v"], None, BATTERY_BAND
-            own = (
-                False  # the node reports battery.low too; the cloud checks with the level set here
-            )
-        else:
+            own = False  # the node reports battery.low too; the cloud checks the level set here
+        elif name in QUALITY_EVENTS:
             code, band = QUALITY_EVENTS[name], QUALITY_BAND[name]
             low, high = rules["quality"].get(name, [None, None])
             own = device.kind in WATCHES_QUALITY
-        alarm = open_.get(code)
+        else:
+            continue
+        alarm = alarms_open.get((device.id, code))
         if _outside(v, low, high):
             if alarm is None and not own:
-                alarms.raise_alarm(session, device=device, code=code, value=v, now=now)
+                alarms_open[device.id, code] = alarms.raise_alarm(
+                    session, device=device, code=code, value=v, now=now
+                )
             elif alarm is not None and alarm.cleared_at is not None:
                 alarm.cleared_at = None  # out again
                 alarm.value = v
@@ -67,3 +80,5 @@ def check_readings(
             alarms.clear(
                 session, alarm=alarm, now=now, why=f"{name} {v} back within limits", rules=rules
             )
+            if alarm.state == "resolved":
+                del alarms_open[device.id, code]

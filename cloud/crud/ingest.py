@@ -328,11 +328,13 @@ def _react(session: Session, *, accepted: list[Accepted], keys: KeyStore, now: f
     confirmations, firmware progress, the device's firmware version."""
     valve: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     rules = rules_crud.current_of_communities(session, {a.device.community_id for a in accepted})
+    watched = conditions.open_alarms(session, sorted({a.device.id for a in accepted}))
     for a in sorted(accepted, key=lambda a: (a.device.id, a.uplink["seq"])):
         device, up = a.device, a.uplink
         for code, _, value in up["events"]:
             if alarms.is_alarm(code):
-                alarms.raise_alarm(session, device=device, code=code, value=value, now=now)
+                alarm = alarms.raise_alarm(session, device=device, code=code, value=value, now=now)
+                watched[device.id, code] = alarm
         if up["results"]:
             at = up["t"] if up["t"] is not None else a.rx
             for command in commands.apply_results(
@@ -349,6 +351,7 @@ def _react(session: Session, *, accepted: list[Accepted], keys: KeyStore, now: f
             readings=up["readings"],
             rules=rules[device.community_id],
             now=now,
+            alarms_open=watched,
         )
         for r in up["readings"]:
             if r["n"] == "valve":
