@@ -43,11 +43,17 @@ def run_checks(app, now: float) -> dict[str, int]:
             firmware.advance(session, rollout=rollout, keys=keys, now=now)
         escalated = alarms.check_escalations(session, now=now, minutes=settings.escalation_minutes)
         silent = alarms.check_silent(session, now=now, factor=settings.silent_factor)
+        auto_resolved = alarms.check_auto_resolve(session, now=now)
         session.execute(delete(AccessToken).where(AccessToken.expires_at < now - 86400))
         session.execute(
             delete(LoginFailure).where(LoginFailure.at < now - settings.login_window_seconds)
         )
-    return {"expired": len(expired), "escalated": len(escalated), "silent": len(silent)}
+    return {
+        "expired": len(expired),
+        "escalated": len(escalated),
+        "silent": len(silent),
+        "auto_resolved": len(auto_resolved),
+    }
 
 
 async def run_forever(app) -> None:

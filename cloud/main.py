@@ -35,6 +35,7 @@ from .api.routes import (
     ingest,
     keys,
     platform,
+    rules,
     units,
     users,
 )
@@ -55,7 +56,7 @@ def api_router() -> APIRouter:
         api.include_router(module.router)
     api.include_router(users.router)  # /users/me before /users/{id}
     api.include_router(users.admin)
-    for module in (ingest, gateway, firmware, billing, audit, keys, api_keys, platform):
+    for module in (ingest, gateway, firmware, billing, audit, keys, api_keys, platform, rules):
         api.include_router(module.router)
 
     @api.get("/health", tags=["health"])

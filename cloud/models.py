@@ -271,6 +271,9 @@ class Alarm(Base):
     # the inserting transaction on PostgreSQL, as Reading.tx (FetchedValue: the
     # ORM leaves the column out of its INSERT, so the server's default applies)
     tx: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
+    # the condition ended (readings back within limits, the device heard
+    # again); the alarm stays until resolved, by a person or by the rules
+    cleared_at: Mapped[float | None] = mapped_column(Float)
 
 
 class Command(Base):
@@ -484,3 +487,23 @@ class ApiKeyUsage(Base):
     )
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix time // 60
     count: Mapped[int] = mapped_column(Integer)
+
+
+# ------------------------------------------------------------ community rules
+
+
+class RuleVersion(Base):
+    """One version of a community's rules and thresholds (rule_defaults.py
+    shape). Never changed: every change is a new row; the current rules are
+    the highest version, and a community without rows runs the defaults."""
+
+    __tablename__ = "rule_versions"
+    __table_args__ = (UniqueConstraint("community_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    rules: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)

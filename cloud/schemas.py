@@ -5,7 +5,7 @@ Times are Unix seconds (numbers), as on the wire; bytes are lowercase hex.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from .models import COMMAND_STATES, DEVICE_KINDS
 
@@ -409,6 +409,13 @@ class AlarmPublic(Public):
     note: str | None
     escalation_level: int
     escalated_at: float | None
+    # the condition ended (readings back within limits, device heard again)
+    cleared_at: float | None = None
+
+    @computed_field
+    @property
+    def cleared(self) -> bool:
+        return self.cleared_at is not None
 
 
 # ------------------------------------------------------------ firmware
@@ -571,3 +578,143 @@ class ReadingPage(BaseModel):
 class AlarmPage(BaseModel):
     items: list[AlarmPublic]
     cursor: str
+
+
+# ------------------------------------------------------------ community rules
+
+Bound = float | None
+
+
+class FailsafeRule(BaseModel):
+    """A gateway's local rule: this event closes a valve / sounds a siren
+    on the sender (`self`) or on devices of a kind in its unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: str
+    op: str
+    target: str = Field(pattern=r"^(self|unit:[a-z0-9-]{1,32})$")
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, v):
+        from kapok.protocols import messages
+
+        if v not in messages.EVENTS:
+            raise ValueError(f"unknown event code {v!r}")
+        return v
+
+    @field_validator("op")
+    @classmethod
+    def _op(cls, v):
+        from kapok.protocols import messages
+
+        if v not in messages.FAILSAFE_OPS:
+            raise ValueError(
+                f"unknown op {v!r}: a gateway rule may only use the fail-safe ops "
+                + " and ".join(messages.FAILSAFE_OPS)
+            )
+        return v
+
+
+def _check_range(name: str, pair: list[Bound]) -> list[Bound]:
+    low, high = pair
+    if low is None and high is None:
+        raise ValueError(f"{name}: give at least one bound")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"{name}: low {low} is above high {high}")
+    return [low, high]
+
+
+class QualityLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ph: list[Bound] | None = Field(default=None, min_length=2, max_length=2)
+    turb: list[Bound] | None = Field(default=None, min_length=2, max_length=2)
+    cl: list[Bound] | None = Field(default=None, min_length=2, max_length=2)
+
+    @field_validator("ph", "turb", "cl")
+    @classmethod
+    def _range(cls, v, info):
+        return None if v is None else _check_range(info.field_name, list(v))
+
+
+class RulesUpdate(BaseModel):
+    """PUT body: the parts given replace the current ones, the others stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quality: QualityLimits | None = None
+    battery_low_v: float | None = Field(default=None, gt=0, le=24)
+    continuous_flow_h: dict[str, float] | None = None
+    silent_minutes: dict[str, float | None] | None = None
+    failsafe: list[FailsafeRule] | None = Field(default=None, max_length=64)
+    auto_resolve_minutes: dict[str, float | None] | None = None
+    note: str | None = Field(default=None, max_length=500)
+
+    @field_validator("continuous_flow_h")
+    @classmethod
+    def _flow(cls, v):
+        from .rule_defaults import FLOW_KINDS
+
+        for kind, hours in (v or {}).items():
+            if kind not in FLOW_KINDS:
+                raise ValueError(f"unknown meter kind {kind!r} (one of {', '.join(FLOW_KINDS)})")
+            if not 0 <= hours <= 24 * 7:
+                raise ValueError(f"{kind}: hours must be 0 (off) to 168")
+        return v
+
+    @field_validator("silent_minutes")
+    @classmethod
+    def _silent(cls, v):
+        for kind, minutes in (v or {}).items():
+            if kind not in DEVICE_KINDS:
+                raise ValueError(f"unknown device kind {kind!r}")
+            if minutes is not None and not 1 <= minutes <= 60 * 24 * 30:
+                raise ValueError(f"{kind}: minutes must be 1 to 43200, or null for the default")
+        return v
+
+    @field_validator("auto_resolve_minutes")
+    @classmethod
+    def _auto(cls, v):
+        from .crud.alarms import SEVERITY
+        from .rule_defaults import LIFE_SAFETY
+
+        for code, minutes in (v or {}).items():
+            if code not in SEVERITY:
+                raise ValueError(f"unknown alarm kind {code!r}")
+            if code in LIFE_SAFETY and minutes is not None:
+                raise ValueError(f"{code} is a life-safety alarm: a person resolves it")
+            if minutes is not None and not 0 <= minutes <= 60 * 24 * 30:
+                raise ValueError(f"{code}: minutes must be 0 to 43200, or null for never")
+        return v
+
+
+class ThresholdDelivery(BaseModel):
+    device: str
+    kind: str
+    command: int | None
+    state: str | None
+    args: dict[str, Any] | None
+    detail: str | None
+    at: float | None
+
+
+class RulesPublic(BaseModel):
+    community: int
+    version: int  # 0: never changed, the defaults
+    rules: dict[str, Any]
+    defaults: dict[str, Any]
+    created_at: float | None
+    created_by: str | None
+    note: str | None
+    delivery: list[ThresholdDelivery] = []
+
+
+class RuleVersionPublic(Public):
+    version: int
+    rules: dict[str, Any]
+    created_at: float
+    created_by: str | None
+    note: str | None
+    changes: list[dict[str, Any]] = []

@@ -54,6 +54,8 @@ def read_status(data_dir: Path, now: float | None = None) -> dict:
             registry = {
                 "version": doc.get("version"),
                 "devices": len(doc.get("devices") or ()),
+                # None: the document has none, the agent runs the defaults
+                "rules": None if doc.get("rules") is None else len(doc["rules"]),
                 "saved": int(path.stat().st_mtime),
             }
         except (ValueError, OSError):
@@ -105,7 +107,8 @@ def render(status: dict, console) -> None:
     table.add_row("last cloud contact", _age(c["last_contact_age"]))
     reg = "none yet (default safety rules)"
     if r.get("version") is not None:
-        reg = f"version {r['version']}, {r['devices']} devices"
+        rules = "default" if r.get("rules") is None else str(r["rules"])
+        reg = f"version {r['version']}, {r['devices']} devices, {rules} safety rules"
     table.add_row("registry", reg)
     table.add_row("devices seen", str(status["devices_seen"]))
     commands = ", ".join(f"{k} {v}" for k, v in sorted(status["commands"].items())) or "none"

@@ -291,3 +291,17 @@ ScopedDevice = Annotated[Device, Depends(_device)]
 ScopedAlarm = Annotated[Alarm, Depends(_alarm)]
 ScopedCommand = Annotated[Command, Depends(_command)]
 ScopedRollout = Annotated[Rollout, Depends(_rollout)]
+
+
+# Who may change a community's rules: its managers (Scope checks which
+# community) and admins; any other role reads them only.
+RULES_ROLES = ("admin", "operator", "manager")
+
+
+def require_rules_editor(user: CurrentUser) -> User:
+    if user.role not in RULES_ROLES:
+        raise Forbidden("only managers and admins change rules")
+    return user
+
+
+RulesEditor = Annotated[User, Depends(require_rules_editor)]

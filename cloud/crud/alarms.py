@@ -3,12 +3,14 @@ open → acknowledged → resolved, one per device and code until resolved."""
 
 import math
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict
 from ..models import Alarm, Device
+from ..rule_defaults import LIFE_SAFETY
 from . import audit
+from . import rules as rules_crud
 
 # Event codes that are alarms, and how bad each is. Others (boot, door.open,
 # fw.*) are kept as events only. "silent" comes from the cloud's check.
@@ -50,6 +52,7 @@ def raise_alarm(session: Session, *, device: Device, code: str, value, now: floa
         alarm.count += 1
         alarm.last_at = max(alarm.last_at, now)
         alarm.value = value
+        alarm.cleared_at = None  # the condition is back
         return alarm
     alarm = Alarm(
         device_id=device.id,
@@ -170,16 +173,50 @@ def check_escalations(session: Session, *, now: float, minutes: float) -> list[A
     return list(due)
 
 
+def _silent_after(rules: dict, kind: str) -> float | None:
+    minutes = (rules.get("silent_minutes") or {}).get(kind)
+    return None if minutes is None else minutes * 60
+
+
 def check_silent(session: Session, *, now: float, factor: float) -> list[Alarm]:
-    """Raise `silent` for devices not heard from for `factor` times their
-    expected interval (never heard: counted from registration)."""
+    """Raise `silent` for devices not heard from for their community's
+    silent period of their kind, or else `factor` times their expected
+    interval (never heard: counted from registration)."""
     last = func.coalesce(Device.last_seen, Device.created_at)
+    by_community = rules_crud.current_of_communities(
+        session, set(session.scalars(select(Device.community_id).distinct()))
+    )
+    overrides = [
+        (c, kind, seconds)
+        for c, rules in by_community.items()
+        for kind in rules.get("silent_minutes") or {}
+        if (seconds := _silent_after(rules, kind)) is not None
+    ]
+    due = last + Device.interval_seconds * factor < now
+    if overrides:
+        overridden = or_(
+            *[(Device.community_id == c) & (Device.kind == k) for c, k, _ in overrides]
+        )
+        due = or_(
+            ~overridden & due,
+            *[
+                (Device.community_id == c) & (Device.kind == k) & (last + seconds < now)
+                for c, k, seconds in overrides
+            ],
+        )
     quiet = session.scalars(
         select(Device).where(
             Device.removed_at.is_(None),
-            last + Device.interval_seconds * factor < now,
+            due,
+            # a silent alarm that cleared (heard, not yet resolved) is
+            # raised again: raise_alarm folds into it and un-clears it
             ~select(Alarm.id)
-            .where(Alarm.device_id == Device.id, Alarm.code == SILENT, Alarm.state != "resolved")
+            .where(
+                Alarm.device_id == Device.id,
+                Alarm.code == SILENT,
+                Alarm.state != "resolved",
+                Alarm.cleared_at.is_(None),
+            )
             .exists(),
         )
     ).all()
@@ -198,12 +235,66 @@ def check_silent(session: Session, *, now: float, factor: float) -> list[Alarm]:
     return raised
 
 
+def clear(session: Session, *, alarm: Alarm, now: float, why: str, rules: dict) -> None:
+    """The alarm's condition ended: say so, and resolve it at once when the
+    community's rules auto-resolve its kind after 0 minutes."""
+    if alarm.state == "resolved":
+        return
+    if alarm.cleared_at is None:
+        alarm.cleared_at = now
+        audit.record(
+            session,
+            actor=SYSTEM,
+            action="alarm.clear",
+            target=f"alarm:{alarm.id}",
+            community_id=alarm.community_id,
+            detail={"device": alarm.device_id, "code": alarm.code, "why": why},
+            now=now,
+        )
+    minutes = auto_resolve_minutes(rules, alarm.code)
+    if minutes is not None and alarm.cleared_at + minutes * 60 <= now:
+        resolve(session, alarm=alarm, by=SYSTEM, now=now, note=why, actor=SYSTEM)
+
+
+def auto_resolve_minutes(rules: dict, code: str) -> float | None:
+    """After how many minutes cleared the rules resolve an alarm of `code`
+    (None: never; life-safety alarms never, whatever a document says)."""
+    if code in LIFE_SAFETY:
+        return None
+    return (rules.get("auto_resolve_minutes") or {}).get(code)
+
+
+def check_auto_resolve(session: Session, *, now: float) -> list[Alarm]:
+    """Cleared alarms whose kind the community's rules auto-resolve, once
+    they have stayed cleared that long."""
+    cleared = session.scalars(
+        select(Alarm).where(
+            Alarm.state != "resolved",
+            Alarm.cleared_at.is_not(None),
+            Alarm.code.not_in(LIFE_SAFETY),
+        )
+    ).all()
+    rules = rules_crud.current_of_communities(session, {a.community_id for a in cleared})
+    done = []
+    for alarm in cleared:
+        minutes = auto_resolve_minutes(rules[alarm.community_id], alarm.code)
+        if minutes is not None and alarm.cleared_at + minutes * 60 <= now:
+            note = f"condition ended {round((now - alarm.cleared_at) / 60)} min ago"
+            resolve(session, alarm=alarm, by=SYSTEM, now=now, note=note, actor=SYSTEM)
+            done.append(alarm)
+    return done
+
+
 def devices_heard(session: Session, *, device_ids: list[str], now: float) -> None:
-    """Messages arrived: the devices' `silent` alarms resolve themselves."""
+    """Messages arrived: the devices' `silent` alarms clear (and resolve, as
+    the community's rules say: at once by default)."""
     silent = session.scalars(
         select(Alarm).where(
             Alarm.device_id.in_(device_ids), Alarm.code == SILENT, Alarm.state != "resolved"
         )
     ).all()
+    rules = rules_crud.current_of_communities(session, {a.community_id for a in silent})
     for alarm in silent:
-        resolve(session, alarm=alarm, by=SYSTEM, now=now, note="device heard again", actor=SYSTEM)
+        clear(
+            session, alarm=alarm, now=now, why="device heard again", rules=rules[alarm.community_id]
+        )

@@ -11,20 +11,17 @@ from ..core.security import new_token, token_hash, valid_ed25519_public_key
 from ..errors import Conflict, Invalid
 from ..keys import KEY_NAMES, KeyStore
 from ..models import Community, FirmwareRelease, Gateway, Rollout, RolloutDevice
+from ..rule_defaults import DEFAULTS
 from . import devices as devices_crud
+from . import rules as rules_crud
 from .places import bump_registry
 
 GATEWAY_ID = re.compile(r"^[a-z0-9-]{1,16}$")
 
-# Local safety rules every gateway runs (docs/gateway-api.md "Registry");
-# the agent uses exactly these when it has never reached the cloud.
-DEFAULT_RULES = (
-    {"event": "gas.leak", "op": "valve.close", "target": "self"},
-    {"event": "gas.leak", "op": "siren.on", "target": "unit:hub"},
-    {"event": "smoke", "op": "siren.on", "target": "unit:hub"},
-    {"event": "smoke", "op": "valve.close", "target": "unit:gas-meter"},
-    {"event": "water.leak", "op": "valve.close", "target": "unit:water-meter"},
-)
+# Local safety rules a gateway runs when its community has not changed them
+# (docs/gateway-api.md "Registry"); the agent uses exactly these when it has
+# never reached the cloud. A community's own: crud/rules.py.
+DEFAULT_RULES = tuple(DEFAULTS["failsafe"])
 
 
 def _name(name: str) -> str:
@@ -144,7 +141,10 @@ def registry(session: Session, *, gateway: Gateway, keys: KeyStore, now: float) 
             if d.removed_at is None or d.removed_at > now
         ],
         "authorities": {name: keys.public_key(name).hex() for name in KEY_NAMES},
-        "rules": [dict(rule) for rule in DEFAULT_RULES],
+        "rules": [
+            dict(rule)
+            for rule in rules_crud.current(session, community_id=community.id)[1]["failsafe"]
+        ],
         "releases": [
             {
                 "sha256": r.sha256.hex(),

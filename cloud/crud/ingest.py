@@ -19,7 +19,8 @@ from kapok.protocols import cose, messages
 from ..errors import BadRequest
 from ..keys import KeyStore
 from ..models import Device, Event, Gateway, IngestBatch, Message, Reading, SeqGap
-from . import alarms, commands, firmware
+from . import alarms, commands, conditions, firmware
+from . import rules as rules_crud
 
 
 @dataclass
@@ -326,11 +327,14 @@ def _react(session: Session, *, accepted: list[Accepted], keys: KeyStore, now: f
     """What the new messages mean: alarms, command verdicts, valve
     confirmations, firmware progress, the device's firmware version."""
     valve: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    rules = rules_crud.current_of_communities(session, {a.device.community_id for a in accepted})
+    watched = conditions.open_alarms(session, sorted({a.device.id for a in accepted}))
     for a in sorted(accepted, key=lambda a: (a.device.id, a.uplink["seq"])):
         device, up = a.device, a.uplink
         for code, _, value in up["events"]:
             if alarms.is_alarm(code):
-                alarms.raise_alarm(session, device=device, code=code, value=value, now=now)
+                alarm = alarms.raise_alarm(session, device=device, code=code, value=value, now=now)
+                watched[device.id, code] = alarm
         if up["results"]:
             at = up["t"] if up["t"] is not None else a.rx
             for command in commands.apply_results(
@@ -341,6 +345,14 @@ def _react(session: Session, *, accepted: list[Accepted], keys: KeyStore, now: f
         fw_events = [(c, v) for c, _, v in up["events"] if c.startswith("fw.")]
         if fw_events:
             firmware.on_device_events(session, device=device, events=fw_events, keys=keys, now=now)
+        conditions.check_readings(
+            session,
+            device=device,
+            readings=up["readings"],
+            rules=rules[device.community_id],
+            now=now,
+            alarms_open=watched,
+        )
         for r in up["readings"]:
             if r["n"] == "valve":
                 valve[device.id].append((up["seq"], r["vb"]))

@@ -3,9 +3,9 @@
 from fastapi import APIRouter
 
 from . import vendor
-from .pages import admin, alarms, auth, billing, devices, firmware, overview
+from .pages import admin, alarms, auth, billing, devices, firmware, overview, rules
 
-PAGES = (auth, overview, devices, alarms, billing, admin, firmware)
+PAGES = (auth, overview, devices, alarms, billing, admin, firmware, rules)
 
 router = APIRouter(include_in_schema=False)
 for module in PAGES:

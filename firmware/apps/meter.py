@@ -53,7 +53,9 @@
 #   flow.continuous  the register moved in every sample for "continuous_h"
 #                    hours (default 6 for gas: a burner left on or a leak;
 #                    24 for water: a household's water stops some time every
-#                    day, a running toilet does not); 0 turns it off. The
+#                    day, a running toilet does not); 0 turns it off.
+#                    thresholds.set {"continuous_h": hours} changes it
+#                    (kept in the config's thresholds, over the option). The
 #                    resolution is one sample interval and one register step.
 #   flow.reverse     the pulse counter's direction reed, or a CJ/T 188
 #                    register that ran back (value: m3)
@@ -136,9 +138,11 @@ class App:
             count=2,
             state=self.state.get("rules"),
         )
-        if self.bat_adc is not None:
-            node.commands.register("thresholds.set", rules.thresholds_handler(node, self.rules))
-        self.continuous_s = opts.get("continuous_h", 6 if self.gas else 24) * 3600
+        hours = opts.get("continuous_h", 6 if self.gas else 24)
+        hours = config["thresholds"].get("continuous_h", hours)
+        self.continuous_s = hours * 3600
+        if not self.electric:
+            node.commands.register("thresholds.set", self._thresholds)
         # the readings of the routine sample: exactly a compact profile's
         if self.electric:
             self.profile = ("energy", "rssi")
@@ -151,6 +155,30 @@ class App:
         if self.valve is not None:
             node.commands.register("valve.close", self._close_command)
             node.commands.register("valve.open", self._open_command)
+
+    def _thresholds(self, args):
+        """thresholds.set: {"bat": volts} (a node that reads its battery)
+        and {"continuous_h": hours, 0 = off}; all checked before any is
+        applied (E_ARGS), then kept in the config."""
+        args = dict(args)
+        hours = args.pop("continuous_h", None)
+        if hours is not None and (
+            isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours <= 168
+        ):
+            raise CommandError(messages.E_ARGS, "continuous_h: hours from 0 (off) to 168")
+        if args and self.bat_adc is None:
+            raise CommandError(messages.E_ARGS, "no battery input here: only continuous_h")
+        try:
+            new = self.rules.parse(args)
+        except ValueError as e:
+            raise CommandError(messages.E_ARGS, str(e)) from None
+        stored = self.rules.update(new)
+        if hours is None:
+            hours = self.node.config["thresholds"].get("continuous_h")
+        if hours is not None:
+            stored["continuous_h"] = hours
+            self.continuous_s = hours * 3600
+        self.node.set_config({"thresholds": stored})
 
     # ------------------------------------------------------------ set-up
 

@@ -67,6 +67,9 @@ def targets(world, client):
     api_key = world.ok(
         "POST", "/api/v1/api-keys", 201, json={"name": "city", "communities": [a.community]}
     )["id"]
+    world.ok(
+        "PUT", f"/api/v1/communities/{a.community}/rules", json={"battery_low_v": 3.2}
+    )  # rules version 1
     return {
         "api-keys": api_key,
         "communities": a.community,
@@ -81,6 +84,7 @@ def targets(world, client):
         "users": 1,
         "keys": "cloud",
         "seq": 1,
+        "versions": 1,
     }
 
 

@@ -95,6 +95,12 @@ class FakeCloud:
             }
             self.version += 1
 
+    def set_rules(self, rules: list[dict] | None) -> None:
+        """The community's fail-safe rules changed (None: the document has none)."""
+        with self.lock:
+            self.rules = rules
+            self.version += 1
+
     def add_release(self, bundle: bytes, version: str = "1.2.0") -> str:
         sha = hashlib.sha256(bundle).hexdigest()
         manifest = messages.build_manifest(

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from ...crud import audit
 from ...crud import devices as devices_crud
+from ...crud import rules as rules_crud
 from ...errors import NotFound
 from ...models import Device, Event, Message
 from ...schemas import (
@@ -21,7 +22,15 @@ from ...schemas import (
     MessagePublic,
     ReadingPublic,
 )
-from ..deps import CurrentUser, NowDep, ScopedDevice, ScopeDep, SessionDep
+from ..deps import (
+    CurrentUser,
+    KeysDep,
+    NowDep,
+    ScopedDevice,
+    ScopeDep,
+    SessionDep,
+    SettingsDep,
+)
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -62,7 +71,13 @@ def list_devices(
 
 @router.post("", response_model=DevicePublic, status_code=201)
 def register_device(
-    body: DeviceCreate, scope: ScopeDep, session: SessionDep, now: NowDep, me: CurrentUser
+    body: DeviceCreate,
+    scope: ScopeDep,
+    session: SessionDep,
+    now: NowDep,
+    me: CurrentUser,
+    keys: KeysDep,
+    settings: SettingsDep,
 ) -> DevicePublic:
     """Register a node to a gateway (and so to its community), optionally to a unit."""
     gateway = scope.gateway(body.gateway)
@@ -91,6 +106,10 @@ def register_device(
         community_id=device.community_id,
         detail={"kind": device.kind, "gateway": gateway.id, "unit": device.unit_id},
         now=now,
+    )
+    # the community's own thresholds, where they differ from the firmware's
+    rules_crud.sync_device(
+        session, device=device, keys=keys, ttl=settings.command_max_ttl_seconds, now=now
     )
     return device_public(device)
 

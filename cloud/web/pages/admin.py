@@ -166,7 +166,13 @@ def register_device(
         **{key_type: key.strip()},
     )
     device = devices_api.register_device(
-        body=body, scope=page.scope, session=page.session, now=page.now, me=page.user
+        body=body,
+        scope=page.scope,
+        session=page.session,
+        now=page.now,
+        me=page.user,
+        keys=page.keys,
+        settings=page.settings,
     )
     return redirect(f"/admin/devices/{device.id}")
 

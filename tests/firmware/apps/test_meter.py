@@ -312,6 +312,23 @@ def test_continuous_flow_is_raised_once_per_run(rig):
     assert [e[2] for e in got] == [24.0, 24.0]
 
 
+def test_continuous_flow_time_is_set_by_command_and_kept(rig):
+    rig.world.values["meter.vol"] = 100.0
+    rig.provision("water-meter", "meter")
+    rig.boot().sample_once()
+    assert rig.command("thresholds.set", {"continuous_h": 3}) == (messages.OK, None)
+    assert Store(rig.board.DATA_DIR).read("config.cbor")["thresholds"] == {"continuous_h": 3}
+    for _ in range(4):
+        wake(rig, litres=20)  # every wake reboots from the config
+    send_all(rig)
+    assert [e[2] for e in rig.events("flow.continuous")] == [3.0]
+    # a bad value changes nothing, not even the good one beside it
+    assert rig.command("thresholds.set", {"continuous_h": -1})[0] == messages.E_ARGS
+    bad = {"continuous_h": 1, "bat": [3.0, 4.0]}  # battery: a low bound only
+    assert rig.command("thresholds.set", bad)[0] == messages.E_ARGS
+    assert Store(rig.board.DATA_DIR).read("config.cbor")["thresholds"] == {"continuous_h": 3}
+
+
 def test_register_running_back_is_reverse_flow(rig):
     rig.world.values["meter.vol"] = 100.0
     rig.provision("water-meter", "meter")
