@@ -140,12 +140,24 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 def _mount_web(app: FastAPI) -> None:
     if importlib.util.find_spec("kapok.cloud.web") is None:
         return
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     web = importlib.import_module("kapok.cloud.web")
     router = getattr(web, "router", None)
     if router is not None:
         app.include_router(router)
+    rendering = importlib.import_module("kapok.cloud.web.rendering")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_routed(request: Request, exc: StarletteHTTPException):
+        # the API and its documents keep JSON; a person's browser gets a page
+        path = request.url.path
+        if path.startswith(("/api/", "/static/", "/openapi.json", "/docs", "/redoc")):
+            return await http_exception_handler(request, exc)
+        return rendering.not_routed(request, exc)
+
     static = WEB / "static"
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=static), name="static")

@@ -100,6 +100,12 @@ class Translator:
             return ""
         return self.messages.get(f"{prefix}.{code}", code)
 
+    def alarm_detail(self, code: str, value) -> str:
+        """An alarm's value as a sentence ("silent for 3 min, last seen 21:25")."""
+        from .alarm_text import detail
+
+        return detail(self, code, value)
+
     # ------------------------------------------------------------ times
 
     def when(self, t: float | None, *, seconds: bool = False) -> str:

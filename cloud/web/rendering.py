@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import CloudError
 from . import queries, vendor
@@ -150,7 +151,7 @@ def _validation_messages(exc) -> list[str]:
 
 
 # error pages with their own words; other statuses get the general ones
-ERROR_KINDS = ("403", "404", "409", "413", "422", "429", "csrf")
+ERROR_KINDS = ("403", "404", "405", "409", "413", "422", "429", "csrf")
 
 
 def _error_response(request: Request, exc: Exception) -> HTMLResponse:
@@ -161,6 +162,8 @@ def _error_response(request: Request, exc: Exception) -> HTMLResponse:
     elif isinstance(exc, CloudError):
         status, kind, details = exc.status, str(exc.status), [exc.detail]
         headers = {k: v for k, v in (exc.headers or {}).items() if k != "WWW-Authenticate"}
+    elif isinstance(exc, StarletteHTTPException):  # no such page, or a form's address opened
+        status, kind, details = exc.status_code, str(exc.status_code), []
     else:  # validation of a path, query or form field
         status, kind, details = 422, "422", _validation_messages(exc)
     if page is not None:
@@ -208,3 +211,9 @@ class PageRoute(APIRoute):
             return response
 
         return page_handler
+
+
+def not_routed(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+    """An unknown address (404) or a form's address opened as a page (405),
+    outside /api/: the error page in the viewer's language, not JSON."""
+    return _error_response(request, exc)

@@ -1,6 +1,9 @@
 """All dashboard routes in one router (what `cloud.main` includes)."""
 
+from pathlib import Path
+
 from fastapi import APIRouter
+from fastapi.responses import FileResponse
 
 from . import vendor
 from .pages import admin, alarms, auth, billing, devices, firmware, overview, rules
@@ -11,6 +14,16 @@ router = APIRouter(include_in_schema=False)
 for module in PAGES:
     router.include_router(module.router)
 router.include_router(vendor.router)
+
+FAVICON = Path(__file__).parent / "static" / "favicon.svg"
+
+
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """Browsers ask for /favicon.ico whatever the page says: the kapok flower."""
+    return FileResponse(
+        FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 def page_routes():

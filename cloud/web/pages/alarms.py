@@ -7,6 +7,7 @@ from fastapi import APIRouter, Form, Response
 
 from ...api.routes import alarms as alarms_api
 from ...crud import alarms as alarms_crud
+from ...errors import Invalid
 from ...schemas import AlarmAction
 from .. import queries
 from ..rendering import PageRoute, redirect, render
@@ -65,10 +66,19 @@ def acknowledge(
 
 @router.post("/alarms/{alarm_id}/resolve")
 def resolve(
-    page: PostedPageDep, alarm_id: int, note: Note = "", next: Annotated[str, Form()] = ""
+    page: PostedPageDep,
+    alarm_id: int,
+    note: Note = "",
+    next: Annotated[str, Form()] = "",
+    confirm: Annotated[bool, Form()] = False,
 ) -> Response:
+    """A critical alarm (gas, smoke, SOS) resolves only with the form's
+    check that the danger is over: never by one click."""
+    alarm = page.scope.alarm(alarm_id)
+    if alarm.severity == "critical" and not confirm:
+        raise Invalid(page.t("alarm.confirm_needed"))
     alarms_api.resolve_alarm(
-        alarm=page.scope.alarm(alarm_id),
+        alarm=alarm,
         session=page.session,
         now=page.now,
         me=page.user,
