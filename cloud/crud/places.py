@@ -155,7 +155,10 @@ def community_summary(session: Session, *, community: Community, t_from: float, 
     )
     silent = session.scalar(
         select(func.count()).where(
-            Alarm.community_id == cid, Alarm.code == "silent", Alarm.state != "resolved"
+            Alarm.community_id == cid,
+            Alarm.code == "silent",
+            Alarm.state != "resolved",
+            Alarm.cleared_at.is_(None),  # heard again: no longer silent
         )
     )
     received = session.scalar(

@@ -66,3 +66,21 @@ def test_the_unit_page_shows_each_device_s_latest_readings(manager_a, world, see
     assert "106.500 m³" in page and "3.30 V" in page and "-100 dBW" in page
     assert "燃气表" in page and "水表" in page and "智能家居主机" in page
     assert "暂无读数" in page  # the water meter and hub sent nothing yet
+
+
+def test_silent_devices_are_counted_and_completeness_never_looks_all_well(
+    app, manager_a, world, seeded
+):
+    from kapok.cloud.checks import run_checks
+
+    home = manager_a.get("/", params={"lang": "en"}).text
+    assert re.search(r"Silent devices</dt><dd class=\"\">0<", home)
+    a = world.a
+    world.ok(
+        "PUT", f"/api/v1/communities/{a.community}/rules", json={"silent_minutes": {"hub": 10}}
+    )
+    run_checks(app, T0 + 11 * 60)  # the hub has said nothing for 11 minutes
+    home = manager_a.get("/").text
+    silent = int(re.search(r'Silent devices</dt><dd class="hot">(\d+)<', home).group(1))
+    assert silent >= 1
+    assert f"{silent} silent: their missing readings are not counted yet" in home
