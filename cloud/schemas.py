@@ -6,6 +6,7 @@ Times are Unix seconds (numbers), as on the wire; bytes are lowercase hex.
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic_core import PydanticCustomError
 
 from .models import COMMAND_STATES, DEVICE_KINDS
 
@@ -585,6 +586,12 @@ class AlarmPage(BaseModel):
 Bound = float | None
 
 
+def _rule_error(kind: str, message: str, /, **context) -> PydanticCustomError:
+    """A rules validation error: the API shows `message`; the dashboard
+    words it in the viewer's language by its type `rules.<kind>`."""
+    return PydanticCustomError(f"rules.{kind}", message, context)
+
+
 class FailsafeRule(BaseModel):
     """A gateway's local rule: this event closes a valve / sounds a siren
     on the sender (`self`) or on devices of a kind in its unit."""
@@ -601,7 +608,7 @@ class FailsafeRule(BaseModel):
         from kapok.protocols import messages
 
         if v not in messages.EVENTS:
-            raise ValueError(f"unknown event code {v!r}")
+            raise _rule_error("unknown_event", "unknown event code '{code}'", code=v)
         return v
 
     @field_validator("op")
@@ -610,9 +617,11 @@ class FailsafeRule(BaseModel):
         from kapok.protocols import messages
 
         if v not in messages.FAILSAFE_OPS:
-            raise ValueError(
-                f"unknown op {v!r}: a gateway rule may only use the fail-safe ops "
-                + " and ".join(messages.FAILSAFE_OPS)
+            raise _rule_error(
+                "not_failsafe",
+                "unknown op '{op}': a gateway rule may only use the fail-safe ops {ops}",
+                op=v,
+                ops=" and ".join(messages.FAILSAFE_OPS),
             )
         return v
 
@@ -620,9 +629,15 @@ class FailsafeRule(BaseModel):
 def _check_range(name: str, pair: list[Bound]) -> list[Bound]:
     low, high = pair
     if low is None and high is None:
-        raise ValueError(f"{name}: give at least one bound")
+        raise _rule_error("no_bound", "{name}: give at least one bound", name=name)
     if low is not None and high is not None and low > high:
-        raise ValueError(f"{name}: low {low} is above high {high}")
+        raise _rule_error(
+            "low_above_high",
+            "{name}: low {low} is above high {high}",
+            name=name,
+            low=low,
+            high=high,
+        )
     return [low, high]
 
 
@@ -659,9 +674,14 @@ class RulesUpdate(BaseModel):
 
         for kind, hours in (v or {}).items():
             if kind not in FLOW_KINDS:
-                raise ValueError(f"unknown meter kind {kind!r} (one of {', '.join(FLOW_KINDS)})")
+                raise _rule_error(
+                    "unknown_kind",
+                    "unknown meter kind '{kind}' (one of {kinds})",
+                    kind=kind,
+                    kinds=", ".join(FLOW_KINDS),
+                )
             if not 0 <= hours <= 24 * 7:
-                raise ValueError(f"{kind}: hours must be 0 (off) to 168")
+                raise _rule_error("flow_range", "{kind}: hours must be 0 (off) to 168", kind=kind)
         return v
 
     @field_validator("silent_minutes")
@@ -669,9 +689,15 @@ class RulesUpdate(BaseModel):
     def _silent(cls, v):
         for kind, minutes in (v or {}).items():
             if kind not in DEVICE_KINDS:
-                raise ValueError(f"unknown device kind {kind!r}")
+                raise _rule_error(
+                    "unknown_kind", "unknown device kind '{kind}'", kind=kind, kinds=""
+                )
             if minutes is not None and not 1 <= minutes <= 60 * 24 * 30:
-                raise ValueError(f"{kind}: minutes must be 1 to 43200, or null for the default")
+                raise _rule_error(
+                    "silent_range",
+                    "{kind}: minutes must be 1 to 43200, or null for the default",
+                    kind=kind,
+                )
         return v
 
     @field_validator("auto_resolve_minutes")
@@ -682,11 +708,15 @@ class RulesUpdate(BaseModel):
 
         for code, minutes in (v or {}).items():
             if code not in SEVERITY:
-                raise ValueError(f"unknown alarm kind {code!r}")
+                raise _rule_error("unknown_alarm", "unknown alarm kind '{code}'", code=code)
             if code in LIFE_SAFETY and minutes is not None:
-                raise ValueError(f"{code} is a life-safety alarm: a person resolves it")
+                raise _rule_error(
+                    "life_safety", "{code} is a life-safety alarm: a person resolves it", code=code
+                )
             if minutes is not None and not 0 <= minutes <= 60 * 24 * 30:
-                raise ValueError(f"{code}: minutes must be 0 to 43200, or null for never")
+                raise _rule_error(
+                    "auto_range", "{code}: minutes must be 0 to 43200, or null for never", code=code
+                )
         return v
 
 

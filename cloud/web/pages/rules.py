@@ -58,7 +58,7 @@ def values_of(doc: dict) -> dict[str, str]:
     return out
 
 
-def _number(form: FormData, name: str, errors: list[str], label: str) -> float | None:
+def _number(form: FormData, name: str, errors: list[str], label: str, t) -> float | None:
     raw = (form.get(name) or "").strip().replace(",", ".")
     if not raw:
         return None
@@ -67,7 +67,7 @@ def _number(form: FormData, name: str, errors: list[str], label: str) -> float |
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        errors.append(f"{label}: {raw!r}")
+        errors.append(t("rules.error.not_number", field=label, value=raw))
         return None
     return value
 
@@ -80,8 +80,8 @@ def changes_of(form: FormData, t) -> tuple[dict, list[str]]:
     for name in QUALITY:
         label = t(f"rules.reading.{name}")
         quality[name] = [
-            _number(form, f"{name}_low", errors, label),
-            _number(form, f"{name}_high", errors, label),
+            _number(form, f"{name}_low", errors, label, t),
+            _number(form, f"{name}_high", errors, label, t),
         ]
     failsafe = []
     for event, op, target in zip(
@@ -94,16 +94,16 @@ def changes_of(form: FormData, t) -> tuple[dict, list[str]]:
             failsafe.append({"event": event, "op": op, "target": target})
     changes = {
         "quality": quality,
-        "battery_low_v": _number(form, "battery_low_v", errors, t("rules.battery")),
+        "battery_low_v": _number(form, "battery_low_v", errors, t("rules.battery"), t),
         "continuous_flow_h": {
-            kind: _number(form, f"flow_{kind}", errors, t(f"kind.{kind}")) for kind in FLOW_KINDS
+            kind: _number(form, f"flow_{kind}", errors, t(f"kind.{kind}"), t) for kind in FLOW_KINDS
         },
         "silent_minutes": {
-            kind: _number(form, f"silent_{kind}", errors, t(f"kind.{kind}"))
+            kind: _number(form, f"silent_{kind}", errors, t(f"kind.{kind}"), t)
             for kind in DEVICE_KINDS
         },
         "auto_resolve_minutes": {
-            code: _number(form, f"auto_{code}", errors, t.maybe("event", code))
+            code: _number(form, f"auto_{code}", errors, t.maybe("event", code), t)
             for code in AUTO_CODES
         },
         "failsafe": failsafe,
@@ -113,6 +113,40 @@ def changes_of(form: FormData, t) -> tuple[dict, list[str]]:
         k: v for k, v in changes["continuous_flow_h"].items() if v is not None
     }
     return changes, errors
+
+
+def _field(loc: tuple, t) -> str:
+    """The form's label for a validation error's location."""
+    first = loc[0] if loc else ""
+    rest = loc[1] if len(loc) > 1 else None
+    if first == "quality" and rest:
+        return t.maybe("rules.reading", str(rest))
+    if first in ("continuous_flow_h", "silent_minutes") and rest:
+        return t.maybe("kind", str(rest))
+    if first == "auto_resolve_minutes" and rest:
+        return t.maybe("event", str(rest))
+    if first == "battery_low_v":
+        return t("rules.battery")
+    if first == "failsafe":
+        return t("rules.failsafe")
+    return ".".join(str(x) for x in loc)
+
+
+def error_text(err: dict, t) -> str:
+    """A validation error in the viewer's language: the rules' own errors
+    by their type, the others as "field: out of range"."""
+    kind = err["type"]
+    ctx = dict(err.get("ctx") or {})
+    if kind.startswith("rules.") and f"rules.error.{kind[6:]}" in t.messages:
+        if "name" in ctx:
+            ctx["name"] = t.maybe("rules.reading", ctx["name"])
+        if "kind" in ctx:
+            ctx["kind"] = t.maybe("kind", ctx["kind"])
+        if "code" in ctx:
+            ctx["code"] = t.maybe("event", ctx["code"])
+        ctx.setdefault("field", _field(tuple(err.get("loc", ())), t))
+        return t(f"rules.error.{kind[6:]}", **ctx)
+    return t("rules.error.other", field=_field(tuple(err.get("loc", ())), t))
 
 
 def show(value) -> str:
@@ -177,9 +211,7 @@ def save_rules(page: PostedPageDep, community_id: int, form: FormDep) -> Respons
         try:
             body = RulesUpdate.model_validate(changes)
         except ValidationError as e:
-            errors = [
-                ".".join(str(x) for x in err["loc"]) + ": " + err["msg"] for err in e.errors()
-            ]
+            errors = [error_text(err, page.t) for err in e.errors()]
     if body is None:
         # the form again, as it was typed, with what is wrong
         values = {k: v for k, v in form.items() if isinstance(v, str)}

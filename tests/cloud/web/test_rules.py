@@ -73,9 +73,13 @@ def test_a_wrong_value_gets_the_form_back_with_the_reason(manager_a, world):
     r = manager_a.post(url, data=data)
     assert r.status_code == 422 and 'id="rules-errors"' in r.text
     assert "三点三" in r.text  # what was typed is kept
+    assert "“三点三”不是数字" in r.text  # the reason, in the viewer's language
     data["battery_low_v"] = ["3.3"]
     r = manager_a.post(url, data=data)
-    assert r.status_code == 422 and "low 9.0 is above high 6.5" in r.text
+    assert r.status_code == 422 and "下限 9.0 高于上限 6.5" in r.text
+    assert "above" not in r.text
+    r = manager_a.post(url + "?lang=en", data=data)
+    assert r.status_code == 422 and "the lower limit 9.0 is above the upper limit 6.5" in r.text
     assert 'value="9"' in r.text
     assert world.ok("GET", f"/api/v1/communities/{a.community}/rules")["version"] == 0
 
