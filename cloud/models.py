@@ -421,7 +421,10 @@ class AuditLog(Base):
     targets are kept as text so entries outlive what they name."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_community_at", "community_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_community_at", "community_id", "at"),
+        Index("ix_audit_log_community_id", "community_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[float] = mapped_column(Float)
@@ -430,6 +433,9 @@ class AuditLog(Base):
     target: Mapped[str] = mapped_column(String(80))
     community_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[Any] = mapped_column(JSON)
+    # the hash chain of the entry's community (cloud/auditchain.py)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class KeyRecord(Base):

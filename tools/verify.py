@@ -92,10 +92,17 @@ def verify(
     the row's registers, consumption and unit total re-derived from the
     signed values. Rows that fail are listed; exit 1 when any does.
 
+    With an audit export (`GET /api/v1/audit/export`, the audit page's CSV)
+    the hash chain is re-derived: exit 1 naming the first entry removed or
+    changed.
+
       kapok verify bill.csv --keys meters.json
 
       kapok verify --export bill.xlsx --cloud http://127.0.0.1:8000 --user admin --password ...
     """
+    if export is None and message and _is_audit_export(Path(message)):
+        verify_audit_command(Path(message))
+        return
     if export is None and message and Path(message).suffix.lower() in EXPORT_SUFFIXES:
         export = Path(message)
     if export is not None:
@@ -428,3 +435,33 @@ def verify_export_command(path, keys_file, cloud, token, user, password) -> None
         typer.secho(f"{summary}, {len(failed)} FAIL", fg=typer.colors.RED, err=True)
         raise typer.Exit(EXIT_FAILED)
     typer.secho(summary, fg=typer.colors.GREEN)
+
+
+AUDIT_HEADER = "id,at,actor,action,target,community,detail,prev_hash,hash"
+
+
+def _is_audit_export(path: Path) -> bool:
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return False
+    with path.open(encoding="utf-8", errors="replace") as f:
+        return f.readline().strip() == AUDIT_HEADER
+
+
+def verify_audit_command(path: Path) -> None:
+    """Re-derive an audit export's hash chain from its first entry."""
+    from kapok.cloud import auditchain
+    from kapok.cloud.crud.audit import from_csv
+
+    try:
+        rows = from_csv(path.read_text(encoding="utf-8"))
+    except (ValueError, KeyError) as e:
+        fail(f"{path}: not an audit export Kapok wrote: {e}", EXIT_USAGE)
+    problems = auditchain.check(rows)
+    if problems:
+        for p in problems[:20]:
+            typer.secho(p, fg=typer.colors.RED)
+        fail(f"{path}: the audit chain is broken ({len(problems)} problems)", EXIT_FAILED)
+    typer.secho(
+        f"{path}: {len(rows)} audit entries, the chain is whole from its first entry",
+        fg=typer.colors.GREEN,
+    )

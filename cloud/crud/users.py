@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from ..core.security import dummy_hash, hash_password, new_token, token_hash, verify_password
 from ..errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
 from ..models import ROLES, AccessToken, Community, LoginFailure, User, UserCommunity
+from . import audit
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
@@ -172,6 +173,14 @@ def login(
             )
         )
         session.add(LoginFailure(username=username, ip=ip, at=now))
+        audit.record(
+            session,
+            actor=f"ip:{ip}",
+            action="user.login_failed",
+            target=f"user:{username[:60]}",
+            detail={"ip": ip},
+            now=now,
+        )
         raise Unauthorized("wrong username or password")
     session.execute(
         delete(LoginFailure).where(LoginFailure.username == username, LoginFailure.ip == ip)
@@ -184,6 +193,14 @@ def login(
             created_at=now,
             expires_at=now + lifetime_seconds,
         )
+    )
+    audit.record(
+        session,
+        actor=f"user:{user.username}",
+        action="user.login",
+        target=f"user:{user.username}",
+        detail={"ip": ip},
+        now=now,
     )
     session.flush()
     return token, user

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from . import vendor
-from .pages import admin, alarms, auth, billing, devices, firmware, overview, rules
+from .pages import admin, alarms, audit, auth, billing, devices, firmware, overview, rules
 
-PAGES = (auth, overview, devices, alarms, billing, admin, firmware, rules)
+PAGES = (auth, overview, devices, alarms, billing, admin, firmware, rules, audit)
 
 router = APIRouter(include_in_schema=False)
 for module in PAGES:

@@ -2,9 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from ...crud import audit as audit_crud
+from ...errors import Forbidden
 from ...models import AuditLog
 from ...schemas import AuditPublic
 from ..deps import ScopeDep, SessionDep
@@ -33,4 +34,26 @@ def list_audit(
                 limit=limit,
             )
         )
+    )
+
+
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def export_chain(scope: ScopeDep, session: SessionDep, community: int | None = None) -> Response:
+    """One community's whole audit chain as CSV, oldest first, with each
+    entry's hash and the hash of the one before it: `kapok verify FILE`
+    proves no entry was removed or changed. Without `community`: the
+    system chain (users, keys, releases), for admins."""
+    if community is not None:
+        community = scope.community(community).id
+    elif scope.communities is not None:
+        raise Forbidden("the system's audit chain is for admins; name a community")
+    name = f"kapok-audit-{community if community is not None else 'system'}.csv"
+    return Response(
+        audit_crud.to_csv(audit_crud.chain(session, community_id=community)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -30,12 +30,14 @@ COMMUNITY_QUERIES = {
     "/billing/export": {"community": "community_id", "month": None},
     "/admin/gateways": {"community": "community_id"},
     "/admin/devices": {"gateway": "gateway_id"},
+    "/audit": {"community": "community_id"},
+    "/audit/chain.csv": {"community": "community_id"},
 }
 # Form fields that make each POST well-formed
 FORMS = {
     "/devices/{device_id}/valve": {"op": "valve.close", "confirm": "yes"},
     "/alarms/{alarm_id}/ack": {"note": "x"},
-    "/alarms/{alarm_id}/resolve": {},
+    "/alarms/{alarm_id}/resolve": {"confirm": "1"},
     "/admin/gateways": {"name": "x", "community": "community_id"},
     "/admin/devices": {
         "device_id": "gm-x",
