@@ -156,7 +156,7 @@ def tier_quantities(t: Tariff, used: Decimal, used_before: Decimal = Decimal(0))
         a = max(start, low)
         b = end if high is None else min(end, high)
         if b > a:
-            out.append((n, b - a))
+            out.append((n, (b - a).quantize(MILLI)))
         if high is None or end <= high:
             break
         low = high

@@ -3,7 +3,7 @@ consumptions: the lines add up, more use never costs less, no tier holds
 more than its width, and a flat tariff is one tier."""
 
 import dataclasses
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from hypothesis import given
@@ -34,7 +34,9 @@ def test_the_total_is_the_sum_of_the_lines_each_rounded_to_cents(t, used, before
     total = pricing.total(lines)
     assert total == sum(line.amount for line in lines)
     for line in lines:
-        assert line.amount == (line.quantity * line.unit_price).quantize(D("0.01"))
+        assert line.amount == (line.quantity * line.unit_price).quantize(
+            D("0.01"), rounding=ROUND_HALF_UP
+        )
         assert line.amount.as_tuple().exponent == -2
     # the tier lines hold exactly the consumption
     assert sum(x.quantity for x in lines if x.item != pricing.FIXED) == used
@@ -67,7 +69,7 @@ def test_no_tier_holds_more_than_its_width(t, used, before):
 def test_a_flat_tariff_is_one_tier(p, used):
     t = pricing.parse({"period": "monthly", "tiers": [{"upto": None, "price": str(p)}]})
     lines = pricing.price(t, used)
-    assert pricing.total(lines) == (used * p).quantize(D("0.01"))
+    assert pricing.total(lines) == (used * p).quantize(D("0.01"), rounding=ROUND_HALF_UP)
     assert [x.item for x in lines] == (["tier-1"] if used else [])
 
 
