@@ -109,3 +109,23 @@ def test_estimated_consumption_is_priced_and_marked(world):
     assert [(x["item"], x["quantity"], x["amount"], x["status"]) for x in lines] == [
         ("tier-1", "15.000", "29.70", "ESTIMATED")
     ]
+
+
+def test_the_guangzhou_examples_load_through_the_api_and_price_a_month(world):
+    import json
+    from importlib.resources import files
+
+    data = json.loads(files("kapok.cloud").joinpath("tariffs/guangzhou.json").read_text("utf-8"))
+    assert "example: check against the current published tariff" in data["note"]
+    for t in data["tariffs"]:
+        assert t["source"] and t["effective_from"]
+        tariff(world, t, headers=world.a.manager_headers)
+    a = world.a
+    read(world, a, a.water, [(JAN, 0.0), (FEB, 30.0)], mac=True)
+    got = bill(world, "2026-01")
+    water = [(x["item"], x["quantity"]) for x in got["lines"] if x["utility"] == "water"]
+    assert water == [("tier-1", "26.000"), ("tier-2", "4.000")]
+    # the gas meter sent nothing: its line says so, and so does the bill
+    [gas] = [x for x in got["lines"] if x["utility"] == "gas"]
+    assert (gas["status"], gas["quantity"], gas["amount"]) == ("MISSING", None, "0.00")
+    assert got["status"] == "MISSING"
