@@ -61,6 +61,7 @@ def api_router() -> APIRouter:
         api.include_router(module.router)
     api.include_router(tariffs.router)
     api.include_router(tariffs.bills)
+    api.include_router(tariffs.community_bills)
 
     @api.get("/health", tags=["health"])
     def health() -> dict:

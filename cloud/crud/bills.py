@@ -106,3 +106,39 @@ def unit_bill(session: Session, *, unit: Unit, month: str, window: float) -> dic
         "status": billing.worst(*flags) if flags else billing.ACTUAL,
         "unpriced": unpriced,
     }
+
+
+CSV_COLUMNS = ("month", "building", "unit", "utility", "item", "quantity", "unit_price", "amount",
+               "status")  # fmt: skip
+
+
+def community_csv(session: Session, *, community: Community, month: str, window: float) -> bytes:
+    """Every unit's bill of the month, one row per line and a total row per
+    unit (item `total`), money as printed on the bills."""
+    from sqlalchemy import select
+
+    units = session.execute(
+        select(Unit, Building.name)
+        .join(Building, Building.id == Unit.building_id)
+        .where(Building.community_id == community.id)
+        .order_by(Building.name, Unit.name, Unit.id)
+    ).all()
+    table = [list(CSV_COLUMNS)]
+    for unit, building in units:
+        b = unit_bill(session, unit=unit, month=month, window=window)
+        for x in b["lines"]:
+            table.append(
+                [
+                    month,
+                    building,
+                    unit.name,
+                    x["utility"],
+                    x["item"],
+                    x["quantity"] or "",
+                    x["unit_price"] or "",
+                    x["amount"],
+                    x["status"],
+                ]
+            )
+        table.append([month, building, unit.name, "", "total", "", "", b["total"], b["status"]])
+    return billing_crud.to_csv(table)

@@ -129,3 +129,26 @@ def test_the_guangzhou_examples_load_through_the_api_and_price_a_month(world):
     [gas] = [x for x in got["lines"] if x["utility"] == "gas"]
     assert (gas["status"], gas["quantity"], gas["amount"]) == ("MISSING", None, "0.00")
     assert got["status"] == "MISSING"
+
+
+def test_a_communitys_month_of_bills_as_csv(world):
+    import csv
+    import io
+
+    a = world.a
+    tariff(world, WATER)
+    read(world, a, a.water, [(JAN, 100.0), (FEB, 140.5)], mac=True)
+    url = f"/api/v1/communities/{a.community}/bills.csv"
+    r = world.client.get(url, params={"month": "2026-01"}, headers=a.manager_headers)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["month", "building", "unit"]
+    assert [row[4:8] for row in rows[1:]] == [
+        ["tier-1", "26.000", "1.98", "51.48"],
+        ["tier-2", "8.000", "3.30", "26.40"],
+        ["tier-3", "6.500", "4.62", "30.03"],
+        ["total", "", "", "107.91"],
+    ]
+    assert world.client.get(url, params={"month": "2026-01"}).status_code == 401
+    other = world.client.get(url, params={"month": "2026-01"}, headers=world.b.manager_headers)
+    assert other.status_code == 404

@@ -3,16 +3,25 @@ bill for a month priced under them."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from ...crud import bills as bills_crud
 from ...crud import tariffs as tariffs_crud
 from ...schemas import TariffCreate
-from ..deps import CurrentUser, NowDep, ScopeDep, ScopedUnit, SessionDep, SettingsDep
+from ..deps import (
+    CurrentUser,
+    NowDep,
+    ScopedCommunity,
+    ScopeDep,
+    ScopedUnit,
+    SessionDep,
+    SettingsDep,
+)
 
 router = APIRouter(prefix="/tariffs", tags=["tariffs"])
 bills = APIRouter(prefix="/units", tags=["tariffs"])
+community_bills = APIRouter(prefix="/communities", tags=["tariffs"])
 
 Month = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
 
@@ -56,4 +65,23 @@ def unit_bill(
         bills_crud.unit_bill(
             session, unit=unit, month=month, window=settings.billing_actual_window_seconds
         )
+    )
+
+
+@community_bills.get(
+    "/{id}/bills.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}}
+)
+def community_bills_csv(
+    community: ScopedCommunity, month: Month, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Every unit's bill of the month as CSV: one row per line, a total row
+    per unit."""
+    data = bills_crud.community_csv(
+        session, community=community, month=month, window=settings.billing_actual_window_seconds
+    )
+    name = f"kapok-bills-{community.id}-{month}.csv"
+    return Response(
+        data,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
