@@ -36,6 +36,7 @@ from .api.routes import (
     keys,
     platform,
     rules,
+    tariffs,
     units,
     users,
 )
@@ -58,6 +59,9 @@ def api_router() -> APIRouter:
     api.include_router(users.admin)
     for module in (ingest, gateway, firmware, billing, audit, keys, api_keys, platform, rules):
         api.include_router(module.router)
+    api.include_router(tariffs.router)
+    api.include_router(tariffs.bills)
+    api.include_router(tariffs.community_bills)
 
     @api.get("/health", tags=["health"])
     def health() -> dict:

@@ -513,3 +513,25 @@ class RuleVersion(Base):
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+# ------------------------------------------------------------ tariffs
+
+
+class Tariff(Base):
+    """A community's price of one utility from `effective_from` on (the
+    document pricing.py reads: fixed monthly charge, tiers, tier period;
+    money as decimal strings). Never changed: a new price is a new row."""
+
+    __tablename__ = "tariffs"
+    __table_args__ = (UniqueConstraint("community_id", "utility", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    utility: Mapped[str] = mapped_column(String(16))
+    effective_from: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, sorts as a date
+    name: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(Text)
+    document: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(64))

@@ -748,3 +748,22 @@ class RuleVersionPublic(Public):
     created_by: str | None
     note: str | None
     changes: list[dict[str, Any]] = []
+
+
+# ------------------------------------------------------------ tariffs
+
+
+class TariffCreate(BaseModel):
+    """A price from `effective_from` on. Money and volumes as decimal
+    strings (never floats); see pricing.py for the document's rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    community: int
+    utility: Literal["gas", "water", "electricity"]
+    effective_from: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+    name: str | None = Field(default=None, max_length=200)
+    source: str | None = Field(default=None, max_length=2000)
+    fixed_monthly: Any = "0"
+    period: str = "monthly"
+    tiers: list[Any]
