@@ -103,7 +103,9 @@ def test_a_manager_changes_the_rules_in_a_real_browser(cloud, tmp_path):  # noqa
             # a wrong value: the form comes back as typed, with the reason
             page.fill("input[name=ph_low]", "9")
             page.click("#rules-form button[type=submit]")
-            expect(page.locator("#rules-errors")).to_contain_text("low 9.0 is above high 8.5")
+            expect(page.locator("#rules-errors")).to_contain_text(
+                "pH: the lower limit 9.0 is above the upper limit 8.5"
+            )
             expect(page.locator("input[name=ph_low]")).to_have_value("9")
             rules = site.ok("GET", f"/api/v1/communities/{site.community}/rules")
             assert rules["version"] == 1 and rules["rules"]["quality"]["ph"] == [6.5, 8.5]
