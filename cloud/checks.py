@@ -41,7 +41,7 @@ def run_checks(app, now: float) -> dict[str, int]:
                 firmware.on_command_finished(session, command=command, keys=keys, now=now)
         for rollout in session.scalars(select(Rollout).where(Rollout.state == "active")).all():
             firmware.advance(session, rollout=rollout, keys=keys, now=now)
-        escalated = alarms.check_escalations(session, now=now, minutes=settings.escalation_minutes)
+        escalated = alarms.check_escalations(session, now=now)
         silent = alarms.check_silent(session, now=now, factor=settings.silent_factor)
         auto_resolved = alarms.check_auto_resolve(session, now=now)
         session.execute(delete(AccessToken).where(AccessToken.expires_at < now - 86400))

@@ -26,6 +26,7 @@ from .api.routes import (
     auth,
     billing,
     buildings,
+    channels,
     commands,
     communities,
     devices,
@@ -45,6 +46,7 @@ from .core.config import Settings
 from .core.db import engine_for, session_factory
 from .errors import CloudError
 from .keys import KeyStore
+from .notifications import escalation, sender
 from .notify import CommandNotifier, PostgresListener
 
 API_PREFIX = "/api/v1"
@@ -60,6 +62,7 @@ def api_router() -> APIRouter:
     for module in (ingest, gateway, firmware, billing, audit, keys, api_keys, platform, rules):
         api.include_router(module.router)
     api.include_router(tariffs.router)
+    api.include_router(channels.router)
     api.include_router(tariffs.bills)
     api.include_router(tariffs.community_bills)
 
@@ -77,9 +80,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     must be migrated and the keys created first (`bootstrap.prepare`)."""
     settings = settings or Settings.from_env()
     engine = engine_for(settings)
-    sessions = session_factory(engine)
+    sessions = session_factory(engine, info={escalation.PUBLIC_URL: settings.public_url})
     notifier = CommandNotifier()
     notifier.attach(sessions)
+    wakeup = sender.Wakeup()
+    wakeup.attach(sessions)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -87,13 +92,17 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         listener = None
         if engine.dialect.name == "postgresql":
             listener = PostgresListener(notifier, settings.listen_url).start()
-        task = asyncio.create_task(run_forever(app)) if settings.background_checks else None
+        tasks = []
+        if settings.background_checks:
+            tasks.append(asyncio.create_task(run_forever(app)))
+        if settings.notify_worker:
+            tasks.append(asyncio.create_task(sender.run_forever(app)))
         try:
             yield
         finally:
             if listener is not None:
                 listener.stop()
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -112,6 +121,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app.state.sessions = sessions
     app.state.keys = KeyStore(settings.data_dir / "keys")
     app.state.notifier = notifier
+    app.state.notify_wakeup = wakeup
     app.state.clock = clock
 
     @app.exception_handler(CloudError)

@@ -535,3 +535,85 @@ class Tariff(Base):
     document: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(64))
+
+
+# ------------------------------------------------------------ notifications
+
+CHANNEL_KINDS = ("webhook", "email", "wecom", "dingtalk", "sms")
+# who a channel reaches: "all" hears every alarm event of its community (a
+# group robot, an outside system); the others are people, notified when an
+# escalation step names their audience ("duty": when the roster has them on)
+AUDIENCES = ("all", "duty", "manager", "emergency")
+NOTIFICATION_STATES = ("pending", "sending", "sent", "dead")
+
+
+class Channel(Base):
+    """A destination of a community's notifications (notifications/)."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(500))
+    # webhook: the HMAC key of X-Kapok-Signature; dingtalk: the robot's
+    # signing secret. Never returned by the API once stored.
+    secret: Mapped[str | None] = mapped_column(String(200))
+    lang: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    name: Mapped[str | None] = mapped_column(String(200))
+    audience: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class DutyShift(Base):
+    """Who is on duty when: a weekly shift (`weekdays`, 0 = Monday) or, for
+    one date (`day`, YYYY-MM-DD), an override; a day with overrides follows
+    them instead of the weekly pattern (`off`: nobody from that channel).
+    Times are HH:MM in the cloud's time zone; an end before the start runs
+    past midnight."""
+
+    __tablename__ = "duty_shifts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    weekdays: Mapped[Any | None] = mapped_column(JSON)  # [0..6]; null for an override
+    day: Mapped[str | None] = mapped_column(String(10))
+    start: Mapped[str] = mapped_column(String(5))
+    end: Mapped[str] = mapped_column(String(5))
+    off: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class Notification(Base):
+    """One message to one channel: the durable outbox. Queued in the
+    transaction that opened, escalated or closed the alarm; claimed by one
+    sender at a time (FOR UPDATE SKIP LOCKED, a lease); unique per channel,
+    alarm, event and escalation step, so no step is ever queued twice."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "alarm_id", "event", "step"),
+        Index("ix_notifications_state_next_at", "state", "next_at"),
+        Index("ix_notifications_community_id_id", "community_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    # the rendered message (adapters.Message fields), fixed when queued
+    message: Mapped[Any] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[float] = mapped_column(Float)
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float)

@@ -33,6 +33,10 @@ Sources of the defaults:
 - Fail-safe rules: the rules every gateway has run since the first release
   (docs/gateway-api.md "Registry"); the agent keeps exactly these when it
   has never reached the cloud.
+- Escalation: a critical alarm reaches the person on duty at once, the
+  managers after 5 min and the emergency contacts after 15 min without
+  acknowledgement (the issue's gas-leak example); major alarms the managers
+  after 30 min; minor ones only the person on duty. No quiet hours.
 - Auto-resolve: a silent device heard again resolves its alarm at once (as
   before rules existed); every other kind waits for a person. Life-safety
   alarms (gas.leak, smoke, sos) never resolve by themselves.
@@ -70,6 +74,25 @@ DEFAULTS = {
         {"event": "water.leak", "op": "valve.close", "target": "unit:water-meter"},
     ],
     "auto_resolve_minutes": {"silent": 0},
+    # who is told, and when, while an alarm stays unacknowledged: steps by
+    # alarm kind (e.g. "gas.leak") or else by severity; `notify` names an
+    # audience of the community's channels ("duty": whoever the roster has
+    # on duty at that moment, else the managers)
+    "escalation": {
+        "critical": [
+            {"after_minutes": 0, "notify": "duty"},
+            {"after_minutes": 5, "notify": "manager"},
+            {"after_minutes": 15, "notify": "emergency"},
+        ],
+        "major": [
+            {"after_minutes": 0, "notify": "duty"},
+            {"after_minutes": 30, "notify": "manager"},
+        ],
+        "minor": [{"after_minutes": 0, "notify": "duty"}],
+    },
+    # ["22:00", "07:00"]: people's messages of other alarms wait until the
+    # end; never life-safety alarms (LIFE_SAFETY), never webhooks
+    "quiet_hours": None,
 }
 
 # which default came from where (shown beside the value on the rules page)

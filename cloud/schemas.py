@@ -3,6 +3,7 @@
 Times are Unix seconds (numbers), as on the wire; bytes are lowercase hex.
 """
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
@@ -654,6 +655,19 @@ class QualityLimits(BaseModel):
         return None if v is None else _check_range(info.field_name, list(v))
 
 
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+SEVERITIES = ("critical", "major", "minor")
+
+
+class EscalationStep(BaseModel):
+    """After this many minutes unacknowledged, notify this audience."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after_minutes: float = Field(ge=0, le=60 * 24 * 7)
+    notify: Literal["duty", "manager", "emergency", "all"]
+
+
 class RulesUpdate(BaseModel):
     """PUT body: the parts given replace the current ones, the others stay."""
 
@@ -665,7 +679,39 @@ class RulesUpdate(BaseModel):
     silent_minutes: dict[str, float | None] | None = None
     failsafe: list[FailsafeRule] | None = Field(default=None, max_length=64)
     auto_resolve_minutes: dict[str, float | None] | None = None
+    escalation: dict[str, list[EscalationStep] | None] | None = None
+    # [from, to] in HH:MM; [] for none
+    quiet_hours: list[str] | None = Field(default=None, max_length=2)
     note: str | None = Field(default=None, max_length=500)
+
+    @field_validator("escalation")
+    @classmethod
+    def _escalation(cls, v):
+        from .crud.alarms import SEVERITY
+
+        for key, steps in (v or {}).items():
+            if key not in SEVERITY and key not in SEVERITIES:
+                raise _rule_error("unknown_alarm", "unknown alarm kind '{code}'", code=key)
+            if steps is None:
+                continue  # back to the default
+            if not steps:
+                raise _rule_error("no_steps", "{code}: give at least one step", code=key)
+            times = [s.after_minutes for s in steps]
+            if times != sorted(times) or len(set(times)) != len(times):
+                raise _rule_error(
+                    "steps_order", "{code}: steps must come later one after another", code=key
+                )
+        return v
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v):
+        if v is not None and len(v) == 1:
+            raise _rule_error("hhmm_pair", "quiet hours: give [from, to], or [] for none")
+        for hhmm in v or ():
+            if not _HHMM.fullmatch(hhmm):
+                raise _rule_error("hhmm", "'{value}' is not a time HH:MM", value=hhmm)
+        return v
 
     @field_validator("continuous_flow_h")
     @classmethod

@@ -31,10 +31,13 @@ from ..keys import KeyStore
 from ..models import (
     Alarm,
     Building,
+    Channel,
     Command,
     Community,
     Device,
+    DutyShift,
     Gateway,
+    Notification,
     Rollout,
     RolloutDevice,
     Unit,
@@ -178,6 +181,18 @@ class Scope:
         c = self.session.get(Command, command_id)
         return self._check(c, c and c.community_id, f"command {command_id}")
 
+    def channel(self, channel_id: int) -> Channel:
+        c = self.session.get(Channel, channel_id)
+        return self._check(c, c and c.community_id, f"channel {channel_id}")
+
+    def shift(self, shift_id: int) -> DutyShift:
+        s = self.session.get(DutyShift, shift_id)
+        return self._check(s, s and s.community_id, f"shift {shift_id}")
+
+    def notification(self, notification_id: int) -> Notification:
+        n = self.session.get(Notification, notification_id)
+        return self._check(n, n and n.community_id, f"notification {notification_id}")
+
     def rollout(self, rollout_id: int) -> Rollout:
         """Admins see every rollout; a manager those reaching their communities."""
         r = self.session.get(Rollout, rollout_id)
@@ -305,3 +320,33 @@ def require_rules_editor(user: CurrentUser) -> User:
 
 
 RulesEditor = Annotated[User, Depends(require_rules_editor)]
+
+
+def _channel(id: int, scope: ScopeDep) -> Channel:
+    return scope.channel(id)
+
+
+def _shift(id: int, scope: ScopeDep) -> DutyShift:
+    return scope.shift(id)
+
+
+def _notification(id: int, scope: ScopeDep) -> Notification:
+    return scope.notification(id)
+
+
+ScopedChannel = Annotated[Channel, Depends(_channel)]
+ScopedShift = Annotated[DutyShift, Depends(_shift)]
+ScopedNotification = Annotated[Notification, Depends(_notification)]
+
+# Who may manage a community's notification channels and its duty roster:
+# the same people as its rules.
+OPERATIONS_ROLES = RULES_ROLES
+
+
+def require_operations_editor(user: CurrentUser) -> User:
+    if user.role not in OPERATIONS_ROLES:
+        raise Forbidden("only managers and admins change channels and rosters")
+    return user
+
+
+OperationsEditor = Annotated[User, Depends(require_operations_editor)]

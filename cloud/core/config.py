@@ -46,8 +46,7 @@ class Settings(BaseModel):
     # later keeps old hashes valid
     scrypt_n: int = Field(default=2**15, ge=2)
 
-    # alarms and health checks
-    escalation_minutes: float = Field(default=15, gt=0)
+    # alarms and health checks (escalation steps are per community: rules)
     silent_factor: float = Field(default=3, gt=0)
     check_seconds: float = Field(default=60, gt=0)
     background_checks: bool = True
@@ -71,6 +70,35 @@ class Settings(BaseModel):
     # register at the boundary (ACTUAL); farther ones are interpolated
     billing_actual_window_seconds: int = Field(default=3600, ge=0)
     timezone: str = "Asia/Shanghai"
+
+    # notifications (cloud/notifications/): where links in messages point
+    public_url: str = "http://localhost:8000"
+    notify_worker: bool = True
+    # the sender looks for due notifications this often (new ones of this
+    # process wake it at once)
+    notify_poll_seconds: float = Field(default=1.0, gt=0)
+    notify_max_attempts: int = Field(default=8, ge=1)
+    # first retry after this long, doubling up to notify_backoff_max_seconds
+    notify_backoff_seconds: float = Field(default=30, gt=0)
+    notify_backoff_max_seconds: float = Field(default=3600, gt=0)
+    notify_timeout_seconds: float = Field(default=10, gt=0)
+    # e-mail channels: the SMTP server the cloud sends through
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_ca_file: str = ""  # a private CA for STARTTLS; empty: the system's
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "kapok@localhost"
+    # SMS channels: one provider per installation (cloud/notifications/sms.py)
+    sms_provider: Literal["", "aliyun", "tencent"] = ""
+    sms_endpoint: str = ""  # empty: the provider's public endpoint
+    sms_key_id: str = ""
+    sms_key_secret: str = ""
+    sms_sign_name: str = ""
+    sms_template: str = ""
+    sms_app_id: str = ""  # Tencent Cloud: SmsSdkAppId
+    sms_region: str = "ap-guangzhou"
 
     @field_validator("scrypt_n")
     @classmethod

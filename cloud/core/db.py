@@ -70,8 +70,10 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.close()
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, *, info: dict | None = None) -> sessionmaker[Session]:
+    """`info`: copied into every session's `info` (e.g. the public URL that
+    notifications queued in a transaction link to)."""
+    return sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
 @contextmanager

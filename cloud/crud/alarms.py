@@ -1,13 +1,12 @@
 """Alarms: raised from node events and from the cloud's own checks;
 open → acknowledged → resolved, one per device and code until resolved."""
 
-import math
-
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict
 from ..models import Alarm, Device
+from ..notifications import escalation
 from ..rule_defaults import LIFE_SAFETY
 from . import audit
 from . import rules as rules_crud
@@ -68,6 +67,7 @@ def raise_alarm(session: Session, *, device: Device, code: str, value, now: floa
     )
     session.add(alarm)
     session.flush()
+    escalation.opened(session, alarm=alarm, now=now)
     return alarm
 
 
@@ -88,6 +88,7 @@ def acknowledge(session: Session, *, alarm: Alarm, by: str, now: float, note: st
         detail={"device": alarm.device_id, "code": alarm.code, "note": note},
         now=now,
     )
+    escalation.closed(session, alarm=alarm, event="alarm.acknowledged", by=by, now=now)
     session.flush()
     return alarm
 
@@ -111,6 +112,7 @@ def resolve(
         detail={"device": alarm.device_id, "code": alarm.code, "note": note},
         now=now,
     )
+    escalation.closed(session, alarm=alarm, event="alarm.resolved", by=by, now=now)
     session.flush()
     return alarm
 
@@ -142,35 +144,10 @@ def query(
     return stmt.order_by(Alarm.opened_at.desc(), Alarm.id.desc()).limit(limit)
 
 
-def check_escalations(session: Session, *, now: float, minutes: float) -> list[Alarm]:
-    """Open (unacknowledged) alarms go up one escalation level for every
-    `minutes` they stay unacknowledged; returns those that went up now."""
-    step = minutes * 60
-    due = session.scalars(
-        select(Alarm).where(
-            Alarm.state == "open",
-            Alarm.opened_at + (Alarm.escalation_level + 1) * step <= now,
-        )
-    ).all()
-    for alarm in due:
-        alarm.escalation_level = math.floor((now - alarm.opened_at) / step)
-        alarm.escalated_at = now
-        audit.record(
-            session,
-            actor=SYSTEM,
-            action="alarm.escalate",
-            target=f"alarm:{alarm.id}",
-            community_id=alarm.community_id,
-            detail={
-                "device": alarm.device_id,
-                "code": alarm.code,
-                "level": alarm.escalation_level,
-                "unacknowledged_minutes": round((now - alarm.opened_at) / 60, 1),
-            },
-            now=now,
-        )
-    session.flush()
-    return list(due)
+def check_escalations(session: Session, *, now: float) -> list[Alarm]:
+    """Open (unacknowledged) alarms take the next step of their community's
+    escalation policy when it is due (notifications/escalation.py)."""
+    return escalation.check(session, now=now)
 
 
 def _silent_after(rules: dict, kind: str) -> float | None:

@@ -112,9 +112,19 @@ def diff(old: dict, new: dict) -> list[dict[str, Any]]:
 def merged(doc: dict, changes: dict) -> dict:
     """`doc` with the parts of a RulesUpdate given (already validated)."""
     out = _complete(doc)
-    for key in ("battery_low_v", "failsafe"):
+    for key in ("battery_low_v", "failsafe", "quiet_hours"):
         if changes.get(key) is not None:
             out[key] = changes[key]
+    for key, steps in (changes.get("escalation") or {}).items():
+        policy = dict(out.get("escalation") or {})
+        if steps is None:
+            if key in rule_defaults.DEFAULTS["escalation"]:
+                policy[key] = rule_defaults.DEFAULTS["escalation"][key]
+            else:
+                policy.pop(key, None)
+        else:
+            policy[key] = [dict(s) for s in steps]
+        out["escalation"] = policy
     for key in ("quality", "continuous_flow_h", "silent_minutes", "auto_resolve_minutes"):
         given = changes.get(key)
         if given is None:

@@ -128,6 +128,8 @@ def settings(db_url, tmp_path) -> Settings:
         admin_password=ADMIN_PASSWORD,
         scrypt_n=1024,  # cheap hashes for tests; the cost is recorded per hash
         background_checks=False,
+        # notifications are sent by the tests' own calls (deliver_due)
+        notify_worker=False,
         long_poll_max_seconds=30,
         # KAPOK_DASHBOARD=0 runs the API tests without the dashboard mounted
         dashboard=os.environ.get("KAPOK_DASHBOARD", "1") not in ("0", "false"),

@@ -85,31 +85,43 @@ def test_acknowledge_and_resolve_record_who_and_when(world, client):
     )
     log = world.ok("GET", "/api/v1/audit", params={"community": a.community})
     actions = [(e["action"], e["actor"]) for e in log if e["action"].startswith("alarm.")]
-    assert actions == [("alarm.resolve", "user:admin"), ("alarm.ack", f"user:{a.manager}")]
+    assert actions == [
+        ("alarm.resolve", "user:admin"),
+        ("alarm.ack", f"user:{a.manager}"),
+        ("alarm.notify", "system"),  # its first step (no channels yet: nobody reached)
+    ]
     assert alarms(world, active=True) == []
 
 
-def test_unacknowledged_alarms_escalate_every_n_minutes(world, app, settings):
+def test_unacknowledged_alarms_take_the_steps_of_the_escalation_policy(world, app):
+    """The default policy of a critical alarm: on duty at once, the managers
+    after 5 min, the emergency contacts after 15 min (escalation_level
+    counts the steps taken)."""
     a = world.a
     event(world, a, a.gas, 1, "gas.leak")
     event(world, a, a.hub, 1, "sos", rx=T0 + 1)
     [sos, leak] = alarms(world)
+    assert leak["escalation_level"] == 1 and leak["escalated_at"] is None
     world.ok("POST", f"/api/v1/alarms/{sos['id']}/ack")
-    step = settings.escalation_minutes * 60
-    run_checks(app, T0 + step - 1)
-    assert world.ok("GET", f"/api/v1/alarms/{leak['id']}")["escalation_level"] == 0
-    run_checks(app, T0 + step)
-    got = world.ok("GET", f"/api/v1/alarms/{leak['id']}")
-    assert (got["escalation_level"], got["escalated_at"]) == (1, T0 + step)
-    run_checks(app, T0 + step + 60)  # nothing new within the step
+    run_checks(app, T0 + 5 * 60 - 1)
     assert world.ok("GET", f"/api/v1/alarms/{leak['id']}")["escalation_level"] == 1
-    run_checks(app, T0 + 3 * step)
+    run_checks(app, T0 + 5 * 60)
+    got = world.ok("GET", f"/api/v1/alarms/{leak['id']}")
+    assert (got["escalation_level"], got["escalated_at"]) == (2, T0 + 5 * 60)
+    run_checks(app, T0 + 5 * 60 + 60)  # nothing new before the next step
+    assert world.ok("GET", f"/api/v1/alarms/{leak['id']}")["escalation_level"] == 2
+    run_checks(app, T0 + 3600)  # the last step, once
+    run_checks(app, T0 + 7200)
     assert world.ok("GET", f"/api/v1/alarms/{leak['id']}")["escalation_level"] == 3
-    # the acknowledged one never escalates
-    assert world.ok("GET", f"/api/v1/alarms/{sos['id']}")["escalation_level"] == 0
+    # the acknowledged one never goes past its first step
+    assert world.ok("GET", f"/api/v1/alarms/{sos['id']}")["escalation_level"] == 1
     log = world.ok("GET", "/api/v1/audit", params={"action": "alarm.escalate"})
     log = [e for e in log if e["target"] == f"alarm:{leak['id']}"]
-    assert [e["detail"]["level"] for e in log] == [3, 1] and log[0]["actor"] == "system"
+    assert [(e["detail"]["level"], e["detail"]["notify"]) for e in log] == [
+        (3, "emergency"),
+        (2, "manager"),
+    ]
+    assert log[0]["actor"] == "system"
 
 
 def test_a_silent_device_raises_an_alarm_that_clears_when_it_speaks(world, app, settings):

@@ -70,7 +70,29 @@ def targets(world, client):
     world.ok(
         "PUT", f"/api/v1/communities/{a.community}/rules", json={"battery_low_v": 3.2}
     )  # rules version 1
+    channel = world.ok(
+        "POST",
+        "/api/v1/channels",
+        201,
+        json={"community": a.community, "kind": "email", "target": "duty@a.example"},
+    )["id"]
+    shift = world.ok(
+        "POST",
+        "/api/v1/duty-shifts",
+        201,
+        json={
+            "community": a.community,
+            "channel": channel,
+            "weekdays": [0, 1],
+            "start": "08:00",
+            "end": "20:00",
+        },
+    )["id"]
+    notification = world.ok("POST", f"/api/v1/channels/{channel}/test", 202)["id"]
     return {
+        "channels": channel,
+        "duty-shifts": shift,
+        "notifications": notification,
         "api-keys": api_key,
         "communities": a.community,
         "buildings": a.building,
@@ -186,6 +208,11 @@ def test_bodies_naming_another_community_s_objects_get_404_and_change_nothing(wo
         ),
         ("PATCH", f"/api/v1/devices/{b.gas}", {"unit": a.unit}),
         ("PATCH", f"/api/v1/devices/{b.gas}", {"gateway": a.gateway}),
+        (
+            "POST",
+            "/api/v1/channels",
+            {"community": a.community, "kind": "sms", "target": "13800138000"},
+        ),
     ]
     for method, url, body in cases:
         r = client.request(method, url, json=body, headers=headers)

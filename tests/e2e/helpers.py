@@ -103,7 +103,7 @@ class Stack:
     """A cloud on PostgreSQL, an admin, a community with a unit, a gateway
     and its agent."""
 
-    def __init__(self, folder: Path, db_url: str):
+    def __init__(self, folder: Path, db_url: str, env: dict | None = None):
         self.folder = folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -115,6 +115,7 @@ class Stack:
             "KAPOK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "KAPOK_SCRYPT_N": "1024",
             "KAPOK_CHECK_SECONDS": "5",
+            **(env or {}),
         }
         self.cloud = Process(
             [

@@ -65,9 +65,12 @@ def test_after_acting_on_an_alarm_the_form_returns_to_a_local_page_only(manager_
 def test_escalated_alarms_are_marked(manager_a, world, seeded, app, clock):
     from kapok.cloud.checks import run_checks
 
-    run_checks(app, clock.advance(16 * 60))
+    # the leak's first step went out when it opened; 5 min on, the managers
+    run_checks(app, clock.advance(6 * 60))
     page = manager_a.get("/alarms").text
     assert re.search(r'class="badge hot" title="未及时确认，已升级">↑1<', page)
+    run_checks(app, clock.advance(10 * 60))  # and the emergency contacts
+    assert "↑2<" in manager_a.get("/alarms").text
 
 
 def test_an_alarm_says_what_happened_in_words_and_units(manager_a, world, seeded):
