@@ -12,6 +12,9 @@ from micropython import const
 
 # A reply time before 2020-01-01 is a gateway whose own clock is unset.
 EARLIEST = const(1577836800)
+# The reply's time is whole seconds, sent some time before it arrives: a
+# clock reading anywhere in [t, t + 1 s + this) agrees with it.
+SLACK_MS = const(1000)
 
 
 class Clock:
@@ -40,7 +43,18 @@ class Clock:
         nothing) for a time that cannot be right."""
         if not isinstance(unix_t, int) or isinstance(unix_t, bool) or unix_t < EARLIEST:
             return False
-        self._offset_ms = unix_t * 1000 - self._ms()
+        ms = self._ms()
+        lo = unix_t * 1000
+        if self._offset_ms is not None:
+            cur = ms + self._offset_ms
+            if lo <= cur < lo + 1000 + SLACK_MS:
+                # Already right to within the reply's resolution. Setting it
+                # again would step it back by the part-second the gateway
+                # cut off, and two samples a second apart could then share
+                # a timestamp.
+                return True
+        # behind: step forward; ahead by more than the slack: step back
+        self._offset_ms = lo - ms
         if self._set_rtc is not None:
             self._set_rtc(unix_t)
         return True
