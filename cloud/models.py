@@ -566,6 +566,11 @@ class Channel(Base):
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(64))
 
+    @property
+    def has_secret(self) -> bool:
+        """What the API shows of the secret."""
+        return bool(self.secret)
+
 
 class DutyShift(Base):
     """Who is on duty when: a weekly shift (`weekdays`, 0 = Monday) or, for

@@ -82,13 +82,9 @@ def send_test(session: Session, *, channel: Channel, by: str, now: float, public
         key=f"kapok-test-{channel.id}-{int(now * 1000)}",
         public_url=public_url,
     )
-    outbox.queue(session, channel=channel, message=message, event="test", step=0, now=now)
-    session.info["kapok.notifications_queued"] = True
-    row = session.scalar(
-        select(Notification)
-        .where(Notification.channel_id == channel.id, Notification.event == "test")
-        .order_by(Notification.id.desc())
-        .limit(1)
+    row = session.get(
+        Notification,
+        outbox.queue(session, channel=channel, message=message, event="test", step=0, now=now),
     )
     audit.record(
         session,

@@ -32,7 +32,7 @@ def steps_for(rules: dict, alarm: Alarm) -> list[dict]:
     return policy.get(alarm.code) or policy.get(alarm.severity) or []
 
 
-def _channels(session: Session, community_id: int) -> list[Channel]:
+def active_channels(session: Session, community_id: int) -> list[Channel]:
     return list(
         session.scalars(
             select(Channel)
@@ -114,7 +114,7 @@ def _send(
             now=now,
             alarm_id=alarm.id,
             not_before=not_before,
-        ):
+        ) is not None:
             queued.append(channel.id)
     return queued
 
@@ -129,7 +129,7 @@ def _take_steps(session: Session, alarm: Alarm, *, now: float, rules: dict) -> l
     steps = steps_for(rules, alarm)
     if not _due(steps, alarm, now):
         return []
-    channels = _channels(session, alarm.community_id)
+    channels = active_channels(session, alarm.community_id)
     place = messages.place_of(session, alarm)
     taken = []
     while alarm.escalation_level < len(steps):
@@ -206,7 +206,9 @@ def closed(session: Session, *, alarm: Alarm, event: str, by: str, now: float) -
         )
     )
     channels = [
-        c for c in _channels(session, alarm.community_id) if c.audience == "all" or c.id in told
+        c
+        for c in active_channels(session, alarm.community_id)
+        if c.audience == "all" or c.id in told
     ]
     if channels:
         _send(

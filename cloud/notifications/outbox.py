@@ -23,9 +23,12 @@ from sqlalchemy.orm import Session
 
 from ..models import Channel, Notification
 from .adapters import Message, Target
-from .messages import to_row
+from .messages import from_row, to_row
 
 LEASE_SECONDS = 120
+# Session.info: this transaction queued notifications (sender.Wakeup wakes
+# this process's sender after its commit)
+QUEUED = "kapok.notifications_queued"
 
 
 def queue(
@@ -38,8 +41,9 @@ def queue(
     now: float,
     alarm_id: int | None = None,
     not_before: float | None = None,
-) -> bool:
-    """Queue one message; False when this step was already queued for the channel."""
+) -> int | None:
+    """Queue one message: its id, or None when this step was already queued
+    for the channel."""
     values = dict(
         channel_id=channel.id,
         community_id=channel.community_id,
@@ -54,14 +58,14 @@ def queue(
     )
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.info[QUEUED] = True
     if alarm_id is None:  # test messages: NULLs never collide
-        session.add(Notification(**values))
+        row = Notification(**values)
+        session.add(row)
         session.flush()
-        return True
+        return row.id
     stmt = insert(Notification).values(**values).on_conflict_do_nothing()
-    done = session.execute(stmt.returning(Notification.id)).scalar() is not None
-    session.info["kapok.notifications_queued"] = True
-    return done
+    return session.execute(stmt.returning(Notification.id)).scalar()
 
 
 def target_of(channel: Channel) -> Target:
@@ -94,7 +98,7 @@ def claim(session: Session, *, now: float, limit: int = 20) -> list[tuple[int, T
         row.lease_until = now + LEASE_SECONDS
         row.attempts += 1
         channel = session.get(Channel, row.channel_id)
-        claimed.append((row.id, target_of(channel), Message(**row.message)))
+        claimed.append((row.id, target_of(channel), from_row(row.message)))
     session.flush()
     return claimed
 
@@ -134,5 +138,5 @@ def retry_dead(session: Session, *, notification: Notification, now: float) -> N
     notification.attempts = 0
     notification.next_at = now
     notification.lease_until = None
-    session.info["kapok.notifications_queued"] = True
+    session.info[QUEUED] = True
     session.flush()

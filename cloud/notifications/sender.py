@@ -21,6 +21,7 @@ from ..core.db import session_scope
 from ..crud import audit
 from . import email, outbox, robots, sms, webhook
 from .adapters import Adapter, DeliveryError
+from .outbox import QUEUED
 
 log = logging.getLogger("kapok.cloud.notifications")
 
@@ -31,10 +32,12 @@ ADAPTERS: dict[str, Adapter] = {
     "dingtalk": robots.send_dingtalk,
     "sms": sms.send,
 }
-QUEUED = "kapok.notifications_queued"
+ROUND = 20  # notifications claimed per round
 
 
-def deliver_due(sessions: sessionmaker[Session], settings, now: float, *, limit: int = 20) -> int:
+def deliver_due(
+    sessions: sessionmaker[Session], settings, now: float, *, limit: int = ROUND
+) -> int:
     """One round: returns how many notifications it tried. The sends run
     side by side, so one slow peer does not hold up the others."""
     with session_scope(sessions) as session:

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, status
 
 from ...crud import channels as channels_crud
-from ...models import NOTIFICATION_STATES, Channel
+from ...models import NOTIFICATION_STATES
 from ...notifications import escalation
 from ...notifications.schemas import (
     ChannelCreate,
@@ -34,34 +34,24 @@ router = APIRouter(tags=["notifications"])
 State = Literal[NOTIFICATION_STATES]  # type: ignore[valid-type]
 
 
-def _public(channel: Channel) -> dict:
-    return {
-        **{k: getattr(channel, k) for k in ChannelPublic.model_fields if k != "has_secret"},
-        "has_secret": bool(channel.secret),
-    }
-
-
 @router.post("/channels", response_model=ChannelPublic, status_code=status.HTTP_201_CREATED)
 def create_channel(
     body: ChannelCreate, scope: ScopeDep, session: SessionDep, now: NowDep, me: OperationsEditor
-) -> dict:
+):
     """A destination of the community's alarm notifications. Its secret is
     kept for signing and never shown again."""
     community = scope.community(body.community)
-    return _public(
-        channels_crud.create(session, community=community, body=body, by=me.username, now=now)
-    )
+    return channels_crud.create(session, community=community, body=body, by=me.username, now=now)
 
 
 @router.get("/channels", response_model=list[ChannelPublic])
-def list_channels(scope: ScopeDep, session: SessionDep, community: int | None = None) -> list[dict]:
-    found = channels_crud.listing(session, communities=scope.community_filter(community))
-    return [_public(c) for c in found]
+def list_channels(scope: ScopeDep, session: SessionDep, community: int | None = None):
+    return channels_crud.listing(session, communities=scope.community_filter(community))
 
 
 @router.get("/channels/{id}", response_model=ChannelPublic)
-def read_channel(channel: ScopedChannel) -> dict:
-    return _public(channel)
+def read_channel(channel: ScopedChannel):
+    return channel
 
 
 @router.patch("/channels/{id}", response_model=ChannelPublic)
@@ -71,12 +61,10 @@ def update_channel(
     session: SessionDep,
     now: NowDep,
     me: OperationsEditor,
-) -> dict:
+):
     """Change what is given; `"active": false` stops sending (nothing is deleted)."""
     changes = body.model_dump(exclude_unset=True)
-    return _public(
-        channels_crud.update(session, channel=channel, changes=changes, by=me.username, now=now)
-    )
+    return channels_crud.update(session, channel=channel, changes=changes, by=me.username, now=now)
 
 
 @router.post("/channels/{id}/test", response_model=NotificationPublic, status_code=202)
@@ -122,15 +110,14 @@ def who_is_on_duty(
 ):
     """The channels an alarm's "duty" step would reach at `at` (default now)."""
     when = now if at is None else at
-    channels = channels_crud.listing(session, communities=frozenset([community.id]))
-    active = [c for c in channels if c.active]
+    active = escalation.active_channels(session, community.id)
     found, stand_in = escalation.audience(
         session, active, "duty", now=when, timezone=community.timezone
     )
     return {
         "community": community.id,
         "at": when,
-        "channels": [_public(c) for c in found],
+        "channels": found,
         "managers_stand_in": stand_in,
     }
 
