@@ -105,7 +105,7 @@ def _send(
             by=by,
         )
         not_before = held if channel.kind != "webhook" else None
-        if outbox.queue(
+        queued_id = outbox.queue(
             session,
             channel=channel,
             message=message,
@@ -114,7 +114,8 @@ def _send(
             now=now,
             alarm_id=alarm.id,
             not_before=not_before,
-        ) is not None:
+        )
+        if queued_id is not None:
             queued.append(channel.id)
     return queued
 
