@@ -40,6 +40,7 @@ from .api.routes import (
     tariffs,
     units,
     users,
+    work_orders,
 )
 from .checks import run_forever
 from .core.config import Settings
@@ -63,6 +64,8 @@ def api_router() -> APIRouter:
         api.include_router(module.router)
     api.include_router(tariffs.router)
     api.include_router(channels.router)
+    api.include_router(work_orders.router)
+    api.include_router(work_orders.technicians_router)
     api.include_router(tariffs.bills)
     api.include_router(tariffs.community_bills)
 

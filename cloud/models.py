@@ -42,7 +42,9 @@ NAMING = {
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 DEVICE_KINDS = ("gas-meter", "water-meter", "electricity-meter", "water-quality", "hub")
-ROLES = ("admin", "manager")
+ROLES = ("admin", "manager", "technician")
+# roles that see only the communities they are given (user_communities)
+COMMUNITY_ROLES = ("manager", "technician")
 ALARM_STATES = ("open", "acknowledged", "resolved")
 COMMAND_STATES = ("queued", "sent", "delivered", "done", "failed", "expired")
 COMMAND_FINAL = ("done", "failed", "expired")
@@ -622,3 +624,61 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
     sent_at: Mapped[float | None] = mapped_column(Float)
+
+
+# ------------------------------------------------------------ work orders
+
+WORK_ORDER_STATES = ("open", "assigned", "in_progress", "done", "cancelled")
+WORK_ORDER_FINAL = ("done", "cancelled")
+
+
+class WorkOrder(Base):
+    """A job for a technician (工单): from an alarm or by hand, about a unit,
+    a device or the community itself. open → assigned → in_progress → done
+    or cancelled; one unfinished order per alarm."""
+
+    __tablename__ = "work_orders"
+    __table_args__ = (
+        Index("ix_work_orders_community_state", "community_id", "state"),
+        Index(
+            "uq_work_orders_alarm_unfinished",
+            "alarm_id",
+            unique=True,
+            sqlite_where=text("state NOT IN ('done', 'cancelled')"),
+            postgresql_where=text("state NOT IN ('done', 'cancelled')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    due_at: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[float] = mapped_column(Float)
+    closed_at: Mapped[float | None] = mapped_column(Float)
+    # why it was cancelled, or why its alarm stays open although it is done
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkOrderEvent(Base):
+    """The order's timeline: its state changes, notes and photos, in order.
+    A photo's bytes are loaded only when asked for (deferred)."""
+
+    __tablename__ = "work_order_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id"), index=True)
+    at: Mapped[float] = mapped_column(Float)
+    by: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # a state, "note" or "photo"
+    text: Mapped[str | None] = mapped_column(Text)
+    photo_type: Mapped[str | None] = mapped_column(String(32))
+    photo_size: Mapped[int | None] = mapped_column(Integer)
+    photo: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))

@@ -13,7 +13,7 @@ from .models import COMMAND_STATES, DEVICE_KINDS
 
 DeviceKind = Literal["gas-meter", "water-meter", "electricity-meter", "water-quality", "hub"]
 assert set(DeviceKind.__args__) == set(DEVICE_KINDS)
-Role = Literal["admin", "manager"]
+Role = Literal["admin", "manager", "technician"]
 Locale = Literal["zh-CN", "en"]
 
 

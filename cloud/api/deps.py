@@ -42,6 +42,7 @@ from ..models import (
     RolloutDevice,
     Unit,
     User,
+    WorkOrder,
 )
 
 
@@ -144,6 +145,12 @@ class Scope:
     def is_admin(self) -> bool:
         return self.communities is None
 
+    @property
+    def technician(self) -> User | None:
+        """A technician sees nothing of its communities but the work orders
+        given to it (its `communities` are empty: every other loader is 404)."""
+        return self.user if self.user is not None and self.user.role == "technician" else None
+
     def allows(self, community_id: int | None) -> bool:
         return self.communities is None or community_id in self.communities
 
@@ -193,6 +200,17 @@ class Scope:
         n = self.session.get(Notification, notification_id)
         return self._check(n, n and n.community_id, f"notification {notification_id}")
 
+    def work_order(self, order_id: int) -> WorkOrder:
+        w = self.session.get(WorkOrder, order_id)
+        if w is not None and self.technician is not None:
+            if w.assignee_id != self.technician.id:
+                w = None
+        elif w is not None and not self.allows(w.community_id):
+            w = None
+        if w is None:
+            raise NotFound(f"work order {order_id} not found")
+        return w
+
     def rollout(self, rollout_id: int) -> Rollout:
         """Admins see every rollout; a manager those reaching their communities."""
         r = self.session.get(Rollout, rollout_id)
@@ -223,6 +241,8 @@ class Scope:
 def get_scope(user: CurrentUser, session: SessionDep) -> Scope:
     if user.role == "admin":
         return Scope(user, session, None)
+    if user.role == "technician":
+        return Scope(user, session, frozenset())
     return Scope(user, session, frozenset(users_crud.communities_of(session, user)))
 
 
@@ -350,3 +370,24 @@ def require_operations_editor(user: CurrentUser) -> User:
 
 
 OperationsEditor = Annotated[User, Depends(require_operations_editor)]
+
+
+def _work_order(id: int, scope: ScopeDep) -> WorkOrder:
+    return scope.work_order(id)
+
+
+ScopedWorkOrder = Annotated[WorkOrder, Depends(_work_order)]
+
+# Who makes, assigns and cancels work orders: the community's managers and
+# admins. A technician (who loads only its own orders) starts them, adds
+# notes and photos, and marks them done.
+DISPATCH_ROLES = RULES_ROLES
+
+
+def require_dispatcher(user: CurrentUser) -> User:
+    if user.role not in DISPATCH_ROLES:
+        raise Forbidden("only managers and admins make, assign and cancel work orders")
+    return user
+
+
+Dispatcher = Annotated[User, Depends(require_dispatcher)]

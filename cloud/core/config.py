@@ -63,6 +63,9 @@ class Settings(BaseModel):
     max_bundle_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     rollout_failure_ratio: float = Field(default=0.2, gt=0, le=1)
 
+    # work orders: the largest photo a note may carry
+    max_photo_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+
     # ingest
     max_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
 

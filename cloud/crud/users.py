@@ -7,7 +7,15 @@ from sqlalchemy.orm import Session
 
 from ..core.security import dummy_hash, hash_password, new_token, token_hash, verify_password
 from ..errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
-from ..models import ROLES, AccessToken, Community, LoginFailure, User, UserCommunity
+from ..models import (
+    COMMUNITY_ROLES,
+    ROLES,
+    AccessToken,
+    Community,
+    LoginFailure,
+    User,
+    UserCommunity,
+)
 from . import audit
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -69,7 +77,7 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    _set_communities(session, user, communities if role == "manager" else [])
+    _set_communities(session, user, communities if role in COMMUNITY_ROLES else [])
     return user
 
 
@@ -100,7 +108,7 @@ def update_user(
         user.locale = locale
     if communities is not None or role is not None:
         keep = communities if communities is not None else communities_of(session, user)
-        _set_communities(session, user, keep if user.role == "manager" else [])
+        _set_communities(session, user, keep if user.role in COMMUNITY_ROLES else [])
     session.flush()
     return user
 

@@ -6,9 +6,37 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from . import vendor
-from .pages import admin, alarms, audit, auth, billing, devices, firmware, overview, rules
+from .pages import (
+    admin,
+    alarms,
+    audit,
+    auth,
+    billing,
+    channels,
+    deliveries,
+    devices,
+    firmware,
+    overview,
+    roster,
+    rules,
+    work_orders,
+)
 
-PAGES = (auth, overview, devices, alarms, billing, admin, firmware, rules, audit)
+PAGES = (
+    auth,
+    overview,
+    devices,
+    alarms,
+    work_orders,
+    billing,
+    admin,
+    firmware,
+    rules,
+    channels,
+    roster,
+    deliveries,
+    audit,
+)
 
 router = APIRouter(include_in_schema=False)
 for module in PAGES:

@@ -126,6 +126,21 @@ class World:
         place.manager_headers = self.login(manager, MANAGER_PASSWORD)
         return place
 
+    def technician(self, place: Place, username: str) -> tuple[int, dict]:
+        """A technician of `place`'s community: (user id, its headers)."""
+        user = self.ok(
+            "POST",
+            "/api/v1/users",
+            201,
+            json={
+                "username": username,
+                "password": MANAGER_PASSWORD,
+                "role": "technician",
+                "communities": [place.community],
+            },
+        )
+        return user["id"], self.login(username, MANAGER_PASSWORD)
+
     def register(self, device_id, kind, gateway, *, unit=None, mac=False, **extra):
         body = {"id": device_id, "kind": kind, "gateway": gateway, "unit": unit, **extra}
         if mac:

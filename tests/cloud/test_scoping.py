@@ -89,7 +89,16 @@ def targets(world, client):
         },
     )["id"]
     notification = world.ok("POST", f"/api/v1/channels/{channel}/test", 202)["id"]
+    order = world.ok("POST", "/api/v1/work-orders", 201, json={"alarm": alarm})["id"]
+    photo = world.ok(
+        "POST",
+        f"/api/v1/work-orders/{order}/photos",
+        201,
+        files={"file": ("p.png", b"\x89PNG\r\n\x1a\n" + bytes(8), "image/png")},
+    )["id"]
     return {
+        "work-orders": order,
+        "photos": photo,
         "channels": channel,
         "duty-shifts": shift,
         "notifications": notification,
@@ -251,3 +260,32 @@ def test_a_gateway_sees_nothing_of_another_community(world, client):
     _, body = batch([(T0, uplink(a.gas, 1, T0, compact=senml.compact(1, [1.0, 3.3, -100])))])
     reply = client.post("/api/v1/ingest", content=body, headers={**headers, **CBOR})
     assert reply.status_code == 200 and b"unknown device" in reply.content
+
+
+def test_a_technician_reaches_nothing_of_its_community_but_its_own_orders(
+    app, world, client, targets
+):
+    """A technician of community A, with A's ids, on every user route: 403
+    or 404 (the order in `targets` is not given to it); listings are empty."""
+    _, headers = world.technician(world.a, "tech-a")
+    walked = 0
+    for method, path, op in operations(app):
+        if path.startswith(NOT_USER_ROUTES) or (method, path) in SHARED:
+            continue
+        if path.startswith(("/api/v1/auth/", "/api/v1/users/me", "/api/v1/health")):
+            continue
+        url = fill(path, targets)
+        has_community = any(p["name"] == "community" for p in op.get("parameters", []))
+        params = {"community": targets["communities"], "month": "2026-01"} if has_community else {}
+        kwargs = {"json": {}} if "requestBody" in op else {}
+        r = client.request(method, url, params=params, headers=headers, **kwargs)
+        if "{" in path or method != "GET":
+            assert r.status_code in (403, 404, 422), f"{method} {url}: {r.status_code} {r.text}"
+        else:
+            assert r.status_code in (200, 403, 404), f"{method} {url}: {r.status_code}"
+            if r.status_code == 200 and r.headers["content-type"].startswith("application/json"):
+                # public keys and firmware releases are the same for everyone
+                shared = path in ("/api/v1/firmware/releases", "/api/v1/keys")
+                assert r.json() in ([], {}) or shared, url
+        walked += 1
+    assert walked >= 60

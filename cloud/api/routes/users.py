@@ -111,7 +111,7 @@ def update_user(
     me: AdminUser,
 ) -> UserPublic:
     user = _user(session, id)
-    if user.id == me.id and (body.role == "manager" or body.active is False):
+    if user.id == me.id and (body.role not in (None, "admin") or body.active is False):
         raise Conflict("you cannot demote or deactivate yourself")
     users_crud.update_user(
         session,

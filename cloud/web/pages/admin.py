@@ -16,7 +16,7 @@ from ...crud import devices as devices_crud
 from ...crud import gateways as gateways_crud
 from ...errors import NotFound
 from ...models import DEVICE_KINDS, Building, Gateway, Unit, User
-from ...schemas import DeviceCreate, DeviceUpdate, GatewayCreate, UserCreate, UserUpdate
+from ...schemas import DeviceCreate, DeviceUpdate, GatewayCreate, Role, UserCreate, UserUpdate
 from .. import queries
 from ..rendering import PageRoute, redirect, render
 from ..session import Page, PageDep, PostedPageDep
@@ -260,7 +260,7 @@ def create_user(
     page: PostedPageDep,
     username: FormText,
     password: FormText,
-    role: Annotated[Literal["admin", "manager"], Form()] = "manager",
+    role: Annotated[Role, Form()] = "manager",
     locale: Annotated[Literal["zh-CN", "en"], Form()] = "zh-CN",
     communities: Communities = [],  # noqa: B006 - FastAPI copies defaults
 ) -> Response:
@@ -297,7 +297,7 @@ def user_page(page: PageDep, user_id: int) -> Response:
 def update_user(
     page: PostedPageDep,
     user_id: int,
-    role: Annotated[Literal["admin", "manager"], Form()],
+    role: Annotated[Role, Form()],
     locale: Annotated[Literal["zh-CN", "en"], Form()],
     active: Annotated[str, Form()] = "",
     password: FormText = "",

@@ -14,7 +14,21 @@ from ..session import PageDep
 
 router = APIRouter(route_class=PageRoute)
 
-KINDS = ("alarm", "command", "rules", "user", "device", "gateway", "api_key", "key", "rollout")
+KINDS = (
+    "alarm",
+    "work_order",
+    "notify",
+    "channel",
+    "roster",
+    "command",
+    "rules",
+    "user",
+    "device",
+    "gateway",
+    "api_key",
+    "key",
+    "rollout",
+)
 LIMIT = 500
 
 

@@ -11,7 +11,7 @@ from ...crud import places
 from ...errors import NotFound
 from ...models import Alarm, Building, Community
 from .. import queries
-from ..rendering import PageRoute, render
+from ..rendering import PageRoute, redirect, render
 from ..session import PageDep
 
 router = APIRouter(route_class=PageRoute)
@@ -22,6 +22,8 @@ WINDOW = 86400
 
 @router.get("/")
 def home(page: PageDep) -> Response:
+    if page.scope.technician is not None:
+        return redirect("/work-orders")  # all a technician has
     summaries = [
         places.community_summary(page.session, community=c, t_from=page.now - WINDOW, t_to=page.now)
         for c in queries.communities(page.session, scope=page.scope)

@@ -6,6 +6,9 @@ The cloud tests' fixtures (app, client, world, clock) come from
 tests/cloud/conftest.py, so these tests run on SQLite and PostgreSQL too.
 """
 
+import struct
+import zlib
+
 import pytest
 
 from kapok.cloud.web import i18n
@@ -27,6 +30,26 @@ def strict_catalogues(monkeypatch):
         return original(self, key, **values)
 
     monkeypatch.setattr(i18n.Translator, "__call__", strict)
+
+
+def _png(width: int = 4, height: int = 3) -> bytes:
+    """A real (tiny, red) PNG: browsers show it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\xc0\x39\x2b" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+PNG = _png()
 
 
 @pytest.fixture
@@ -83,9 +106,49 @@ def seeded(world, client, clock) -> dict:
         201,
         json={"release": release, "communities": [a.community]},
     )["id"]
+    tech_id, _ = world.technician(a, "tech-a")
+    order = world.ok(
+        "POST",
+        "/api/v1/work-orders",
+        201,
+        json={"unit": a.unit, "title": "meter box door", "assignee": tech_id},
+    )["id"]
+    photo = world.ok(
+        "POST",
+        f"/api/v1/work-orders/{order}/photos",
+        201,
+        files={"file": ("p.png", PNG, "image/png")},
+    )["id"]
+    channel = world.ok(
+        "POST",
+        "/api/v1/channels",
+        201,
+        json={
+            "community": a.community,
+            "kind": "webhook",
+            "target": "https://hooks.example/kapok",
+            "secret": "seeded-hook-secret",
+        },
+    )["id"]
+    shift = world.ok(
+        "POST",
+        "/api/v1/duty-shifts",
+        201,
+        json={
+            "community": a.community,
+            "channel": channel,
+            "weekdays": [0, 1, 2, 3, 4],
+            "start": "08:00",
+            "end": "18:00",
+        },
+    )["id"]
+    notification = world.ok("POST", f"/api/v1/channels/{channel}/test", 202)["id"]
     users = world.ok("GET", "/api/v1/users")
     manager_a_id = next(u["id"] for u in users if u["username"] == a.manager)
     return {
+        "order_id": order,
+        "photo": photo,
+        "technician_id": tech_id,
         "community_id": a.community,
         "building_id": a.building,
         "unit_id": a.unit,
@@ -96,4 +159,7 @@ def seeded(world, client, clock) -> dict:
         "rollout_id": rollout,
         "release_id": release,
         "user_id": manager_a_id,
+        "channel_id": channel,
+        "shift_id": shift,
+        "notification_id": notification,
     }

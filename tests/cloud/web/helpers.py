@@ -32,6 +32,8 @@ COMMUNITY_QUERIES = {
     "/admin/devices": {"gateway": "gateway_id"},
     "/audit": {"community": "community_id"},
     "/audit/chain.csv": {"community": "community_id"},
+    "/work-orders": {"community": "community_id"},
+    "/work-orders/new": {"community": "community_id"},
 }
 # Form fields that make each POST well-formed
 FORMS = {
@@ -52,6 +54,21 @@ FORMS = {
     "/admin/users": {"username": "someone", "password": "long enough pw"},
     "/admin/users/{user_id}": {"role": "manager", "locale": "en"},
     "/firmware/rollouts": {"release": "release_id", "communities": "community_id"},
+    "/work-orders": {"community": "community_id", "title": "x"},
+    "/work-orders/{order_id}/assign": {"assignee": "technician_id"},
+    "/work-orders/{order_id}/done": {"note": "x"},
+    "/work-orders/{order_id}/cancel": {"reason": "x"},
+    "/work-orders/{order_id}/notes": {"text": "x"},
+    "/communities/{community_id}/channels": {"kind": "email", "target": "duty@a.example"},
+    "/channels/{channel_id}": {"target": "https://hooks.example/other"},
+    "/channels/{channel_id}/active": {"active": "0"},
+    "/communities/{community_id}/roster": {
+        "kind": "weekly",
+        "channel": "channel_id",
+        "weekdays": "5",
+        "start": "08:00",
+        "end": "18:00",
+    },
 }
 
 
@@ -83,7 +100,7 @@ class WebClient:
             },
         )
         if r.status_code == 303:
-            home = self.http.get("/")
+            home = self.http.get("/", follow_redirects=True)  # a technician's is its orders
             assert home.status_code == 200, home.text
             self.csrf = csrf_of(home.text)
         return r
