@@ -77,6 +77,7 @@ class Agent:
         self.metrics_port: int | None = None
         self._transport = None
         self._tasks: list[asyncio.Task] = []
+        self.mqtt = None  # the MQTT bridge, with --mqtt
 
     # -- start and stop
 
@@ -124,6 +125,20 @@ class Agent:
             backoff_cap=s.backoff_cap,
             on_new=self._new_commands,
         )
+        if s.mqtt is not None:
+            from .mqtt.bridge import MqttBridge  # aiomqtt only when asked for
+
+            self.mqtt = MqttBridge(
+                s,
+                store=self.store,
+                registry=self.registry,
+                book=self.book,
+                key=self.key,
+                pusher=self.pusher,
+                reporter=self.reporter,
+                metrics=self.metrics,
+            )
+            await self.mqtt.prepare()  # before the forwarder drops a byte
         self._transport, self.coap_address = await open_endpoint(self.endpoint, s.listen)
         self.metrics.watch(
             queue_depth=lambda: self.store.unsent,
@@ -139,7 +154,9 @@ class Agent:
         if s.metrics is not None:
             self.metrics_port = self.metrics.serve(s.metrics.host, s.metrics.port)
         loop = asyncio.get_running_loop()
+        loops = [("mqtt", self.mqtt.run)] if self.mqtt is not None else []
         for name, loop_fn in (
+            *loops,
             ("registry", self.registry.run),
             ("forwarder", self.forwarder.run),
             ("reporter", self.reporter.run),
@@ -159,6 +176,7 @@ class Agent:
                 "listen": str(self.coap_address),
                 "cloud": self.cloud.base_url,
                 "metrics": self.metrics_port,
+                "mqtt": str(s.mqtt) if s.mqtt is not None else None,
                 "gateway_public_key": self.key.public_key.hex(),
                 "queue_depth": self.store.unsent,
             },
@@ -242,6 +260,8 @@ class Agent:
 
     def _stored(self, record, local_commands) -> None:
         self.forwarder.wake.set()
+        if self.mqtt is not None:
+            self.mqtt.seen(record)
         if record.reports:
             self.reporter.wake.set()
         if local_commands:

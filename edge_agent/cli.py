@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .config import DEFAULT_LISTEN, DEFAULT_METRICS, Address, Settings
+from .config import DEFAULT_LISTEN, DEFAULT_METRICS, Address, MqttTarget, Settings
 
 app = typer.Typer(
     name="agent",
@@ -53,6 +53,22 @@ def run(
     backoff_cap: float = typer.Option(
         60.0, "--backoff-cap", min=0.1, help="Longest pause between retries to the cloud."
     ),
+    mqtt: str | None = typer.Option(
+        None,
+        "--mqtt",
+        envvar="KAPOK_MQTT",
+        help="Publish readings to this MQTT broker, mqtt://[user:pass@]host[:port] "
+        "(mqtts:// for TLS), with Home Assistant discovery. Off by default.",
+    ),
+    mqtt_discovery_prefix: str = typer.Option(
+        "homeassistant", "--mqtt-discovery-prefix", help="Home Assistant's discovery prefix."
+    ),
+    mqtt_offline_after: float = typer.Option(
+        3 * 3600,
+        "--mqtt-offline-after",
+        min=1.0,
+        help="Seconds without an uplink before a node shows offline in Home Assistant.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the agent until SIGTERM or SIGINT (then it finishes what it holds and exits 0)."""
@@ -61,6 +77,10 @@ def run(
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("one of debug, info, warning, error", param_hint="--log-level")
+    try:
+        mqtt_target = MqttTarget.parse(mqtt) if mqtt else None
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--mqtt") from None
     settings = Settings(
         cloud=cloud,
         token=token,
@@ -74,6 +94,9 @@ def run(
         registry_interval=registry_interval,
         command_wait=command_wait,
         backoff_cap=backoff_cap,
+        mqtt=mqtt_target,
+        mqtt_discovery_prefix=mqtt_discovery_prefix,
+        mqtt_offline_after=mqtt_offline_after,
     )
     configure(log_level)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_LISTEN = "[::]:5683"
 DEFAULT_METRICS = "127.0.0.1:9464"
@@ -42,6 +43,46 @@ class Address:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    """A broker: `mqtt://[user[:password]@]host[:port]` (1883), or
+    `mqtts://...` for TLS (8883, the system's CA store)."""
+
+    host: str
+    port: int = 1883
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> MqttTarget:
+        """ValueError when `text` is not an mqtt:// or mqtts:// URL."""
+        url = urlsplit(text.strip())
+        if url.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"{text!r}: expected mqtt://host[:port] or mqtts://host[:port]")
+        if not url.hostname:
+            raise ValueError(f"{text!r}: no broker host")
+        if url.path not in ("", "/") or url.query or url.fragment:
+            raise ValueError(f"{text!r}: a broker URL has no path, query or fragment")
+        try:
+            port = url.port
+        except ValueError:
+            raise ValueError(f"{text!r}: the port must be 1-65535") from None
+        tls = url.scheme == "mqtts"
+        return cls(
+            host=url.hostname,
+            port=port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(url.username) if url.username else None,
+            password=unquote(url.password) if url.password else None,
+        )
+
+    def __str__(self) -> str:  # for logs: never the password
+        user = f"{self.username}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,3 +144,10 @@ class Settings:
     push_retry_interval: float = 60.0
     local_command_lifetime: int = 3600
     """not_after of a gateway-signed fail-safe command: now + this."""
+
+    # -- MQTT and Home Assistant (off unless a broker is given; docs/mqtt.md)
+    mqtt: MqttTarget | None = None
+    mqtt_discovery_prefix: str = "homeassistant"
+    mqtt_offline_after: float = 3 * 3600
+    """A node is `offline` in Home Assistant when its last uplink is older
+    than this: three missed uplinks at the firmware's default send_s (1 h)."""

@@ -8,7 +8,8 @@ them in ONE transaction (one fsync), then wakes all their handlers — so
 concurrent nodes share the cost of durability and a 2.04 is never sent
 before its row is on disk.
 
-Tables: uplinks (the node's COSE bytes until the cloud has them, then only
+Tables: uplinks (the node's COSE bytes until the cloud has them — and, with
+MQTT on, until the MQTT bridge has published them: `hold_after` — then only
 seq and reply, kept `reply_retention` for late retransmissions), batches (a
 batch id and its rows, written before the batch is sent, so a retry after a
 crash reuses the id), rejects (what the cloud refused, with its reason, for
@@ -177,6 +178,13 @@ class Store:
         self._reserved = 0  # bytes of uplinks on their way to the disk
         self._in_flight = 0
         self.on_commit = None  # callable(records) after a successful group
+        # Rows above this id keep their COSE bytes when the cloud takes them:
+        # a downstream reader (the MQTT bridge, edge_agent/mqtt) has not read
+        # them yet and releases them itself. None: nobody else reads them.
+        # Held bytes are not counted against the quota; they go with the
+        # normal prune (or the urgent one when the disk runs low), so a
+        # reader that is behind never makes the gateway refuse an uplink.
+        self.hold_after: int | None = None
 
     # -- plumbing
 
@@ -361,7 +369,7 @@ class Store:
     async def finish_batch(self, batch_pk: int, results: list[tuple[int, str | None]]) -> None:
         """Record the cloud's verdict: (row id, None) for accepted or
         duplicate, (row id, reason) for rejected."""
-        freed, finished, oldest = await self.run(_finish_batch, batch_pk, results)
+        freed, finished, oldest = await self.run(_finish_batch, batch_pk, results, self.hold_after)
         self.queue_bytes -= freed
         self.unsent -= finished
         self.oldest_unsent = oldest
@@ -371,8 +379,11 @@ class Store:
         (one big DELETE needs WAL space a nearly full disk does not have);
         their pages go to SQLite's free list for new rows."""
         total = 0
+        # while a reader holds rows, the newest row is kept: SQLite gives a
+        # new row max(id) + 1, and a reader's cursor must never see an id again
+        keep_newest = self.hold_after is not None
         while True:
-            n = await self.run(_prune_chunk, before, PRUNE_CHUNK)
+            n = await self.run(_prune_chunk, before, PRUNE_CHUNK, keep_newest)
             total += n
             if n < PRUNE_CHUNK:
                 break
@@ -398,6 +409,11 @@ class Store:
         """Store the commands not seen before (by cloud id), each with the
         report `report_for(command)` -> (path, body); returns the new ones."""
         return await self.run(_add_cloud_commands, commands, report_for)
+
+    async def add_local_commands(self, commands: list[Command], reports: list) -> None:
+        """Store gateway-signed commands that no uplink carried in (a fail-safe
+        op asked for over MQTT), with their reports, in one transaction."""
+        await self.run(_add_local_commands, commands, reports)
 
     async def update_command(self, command: Command, state: str, reports: list) -> None:
         await self.run(_update_commands, [(command, state, command.carried_seq)], reports)
@@ -572,7 +588,7 @@ def _unassign_batch(conn, batch_pk: int) -> None:
     conn.execute("COMMIT")
 
 
-def _finish_batch(conn, batch_pk: int, results: list[tuple[int, str | None]]):
+def _finish_batch(conn, batch_pk: int, results: list[tuple[int, str | None]], hold_after=None):
     now = int(time.time())
     freed = finished = 0
     conn.execute("BEGIN IMMEDIATE")
@@ -592,17 +608,21 @@ def _finish_batch(conn, batch_pk: int, results: list[tuple[int, str | None]]):
                 (device, seq, rx, cose, reason, now),
             )
             freed -= len(cose) + len(reason.encode()) + ROW_OVERHEAD
-        conn.execute("UPDATE uplinks SET cose = NULL, done = ? WHERE id = ?", (now, row_id))
+        if hold_after is not None and row_id > hold_after:
+            conn.execute("UPDATE uplinks SET done = ? WHERE id = ?", (now, row_id))
+        else:
+            conn.execute("UPDATE uplinks SET cose = NULL, done = ? WHERE id = ?", (now, row_id))
     conn.execute("DELETE FROM batches WHERE id = ?", (batch_pk,))
     conn.execute("COMMIT")
     return freed, finished, _oldest_unsent(conn)
 
 
-def _prune_chunk(conn, before: int, limit: int) -> int:
+def _prune_chunk(conn, before: int, limit: int, keep_newest: bool = False) -> int:
+    newest = " AND id < (SELECT MAX(id) FROM uplinks)" if keep_newest else ""
     conn.execute("BEGIN IMMEDIATE")
     n = conn.execute(
         "DELETE FROM uplinks WHERE id IN (SELECT id FROM uplinks "
-        "WHERE done IS NOT NULL AND done < ? ORDER BY done LIMIT ?)",
+        f"WHERE done IS NOT NULL AND done < ?{newest} ORDER BY done LIMIT ?)",
         (before, limit),
     ).rowcount
     if n < limit:
@@ -658,6 +678,14 @@ def _add_cloud_commands(conn, commands: list[Command], report_for) -> list[Comma
         new.append(c)
     conn.execute("COMMIT")
     return new
+
+
+def _add_local_commands(conn, commands: list[Command], reports) -> None:
+    now = int(time.time())
+    conn.execute("BEGIN IMMEDIATE")
+    _insert_commands(conn, commands, now)
+    _insert_reports(conn, reports, now)
+    conn.execute("COMMIT")
 
 
 def _update_commands(conn, updates, reports) -> None:
