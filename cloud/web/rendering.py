@@ -191,6 +191,20 @@ async def _rollback(request: Request) -> None:
         await run_in_threadpool(session.rollback)
 
 
+def _drop_blank_query_values(request: Request) -> None:
+    """A filter form's "all" (or an empty field) arrives as `community=`: on a
+    page, a blank query value means the parameter was not given, so
+    `community: int | None = None` reads it as None instead of a 422."""
+    raw = request.scope.get("query_string", b"")
+    if not raw:
+        return
+    pairs = raw.split(b"&")
+    kept = [p for p in pairs if p and not p.endswith(b"=")]
+    if len(kept) != len(pairs):  # the rest untouched, byte for byte
+        request.scope["query_string"] = b"&".join(kept)
+        request.__dict__.pop("_query_params", None)
+
+
 class PageRoute(APIRoute):
     """A dashboard route: errors become pages, a missing login a redirect
     to /login, and every response carries the security headers."""
@@ -199,6 +213,7 @@ class PageRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
+            _drop_blank_query_values(request)
             try:
                 response = await handler(request)
             except LoginRequired:

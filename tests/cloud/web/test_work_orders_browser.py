@@ -107,6 +107,34 @@ def test_a_gas_leak_becomes_a_work_order_a_technician_closes_on_a_phone(
             expect(timeline).to_contain_text("Work started")
             assert no_horizontal_overflow(page)
             phone.close()
+
+            # afterwards, at the desk: who did what, on the audit page
+            desk = browser.new_context(
+                viewport={"width": 1366, "height": 900}, accept_downloads=True
+            )
+            desk.set_default_timeout(20000)
+            page = desk.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            login(page, cloud, "admin", PASSWORD, "/audit?lang=zh-CN")
+            expect(page.locator("h1")).to_have_text("审计日志")
+            page.select_option("select[name=kind]", "work_order")
+            page.click("form.filters button[type=submit]")
+            table = page.locator("table.audit")
+            for text in ("创建工单", "派单", "开始处理", "工单备注", "工单照片", "工单完工"):
+                expect(table).to_contain_text(text)
+            expect(table).to_contain_text("li.gong")
+            expect(table).not_to_contain_text("alarm.ack")  # the kind filter holds
+            page.click("a.lang[hreflang=en]")
+            expect(page.locator("h1")).to_have_text("Audit log")
+            expect(table).to_contain_text("Work order done")
+            page.select_option("select[name=kind]", "alarm")
+            page.click("form.filters button[type=submit]")
+            expect(table).to_contain_text("Alarm resolved")
+            with page.expect_download() as download:
+                page.click(f"a[href='/audit/chain.csv?community={site.community}']")
+            chain = Path(download.value.path()).read_text(encoding="utf-8")
+            assert "work_order.done" in chain and "li.gong" in chain
+            desk.close()
         finally:
             browser.close()
     resolved = site.ok("GET", f"/api/v1/alarms/{alarm['id']}")
